@@ -1,0 +1,110 @@
+"""The `cluster:`, `pretrain:` and `finetune:` sections of ray_config.yaml, owned by the training package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TaskName = Literal["credit_risk", "stock_movement", "sentiment", "customer_service"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class ClusterSection(_Section):
+    address: str | None = None
+    """Ray address to connect to (`auto`, `ray://host:10001`). Empty starts a local cluster in-process."""
+    num_cpus: int | None = Field(None, ge=1)
+    """CPUs of the local cluster when one is started. Empty lets Ray count them."""
+    include_dashboard: bool = False
+    """Start the Ray dashboard with a local cluster (costs ~1 GB of memory and 10 processes)."""
+    job_address: str = "http://127.0.0.1:8265"
+    """Ray Jobs API address that `finmm submit` and `finmm jobs` talk to."""
+    runtime_env: dict[str, object] = Field(default_factory=dict)
+    """Ray runtime_env for submitted jobs and workers (env_vars, pip, ...). working_dir is the repo."""
+    storage_path: Path = Path("artifacts/runs")
+    """Where Ray Train writes run folders, checkpoints and metrics."""
+
+
+class DeepSpeedSettings(_Section):
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    """ZeRO stage: 0 plain data parallel, 1 shards optimizer state, 2 also gradients, 3 also parameters."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Training precision. bf16 needs AMX/AVX512-BF16 on CPU or Ampere+ GPUs; fp16 is GPU-only."""
+    offload_optimizer: Literal["none", "cpu"] = "none"
+    """Keep optimizer state in host memory (ZeRO stage >= 1)."""
+    offload_params: Literal["none", "cpu"] = "none"
+    """Keep parameters in host memory (ZeRO stage 3 only)."""
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    """Micro-batches accumulated before each optimizer step."""
+    gradient_clipping: float = Field(1.0, ge=0)
+    """Clip the global gradient norm to this value; 0 disables clipping."""
+
+
+class TrainerSettings(_Section):
+    num_workers: int = Field(2, ge=1)
+    """Ray Train workers (one process each; one GPU each when use_gpu)."""
+    use_gpu: bool = False
+    """Give each worker a GPU and use NCCL and the fused optimizer; otherwise gloo and torch AdamW."""
+    cpus_per_worker: float = Field(1.0, gt=0)
+    """CPUs reserved per training worker."""
+    deepspeed: DeepSpeedSettings = Field(default_factory=DeepSpeedSettings)
+    """DeepSpeed ZeRO settings."""
+    batch_size: int = Field(32, ge=1)
+    """Micro-batch size per worker."""
+    learning_rate: float = Field(5e-5, gt=0)
+    """Peak learning rate of AdamW."""
+    weight_decay: float = Field(0.01, ge=0)
+    """AdamW weight decay."""
+    warmup_steps: int = Field(0, ge=0)
+    """Linear warm-up steps before the linear decay."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps. Empty runs `epochs` full epochs."""
+    epochs: int = Field(1, ge=1)
+    """Passes over the training data when max_steps is empty."""
+    checkpoint_every: int = Field(200, ge=1)
+    """Save a checkpoint every this many steps, and always at the end."""
+    keep_checkpoints: int = Field(2, ge=1)
+    """Checkpoints Ray Train keeps (CheckpointConfig.num_to_keep)."""
+    max_failures: int = Field(2, ge=0)
+    """Worker failures a run survives by restarting from its last checkpoint (FailureConfig)."""
+    log_every: int = Field(10, ge=1)
+    """Print losses, learning rate and throughput every this many steps."""
+    seed: int = 0
+    """Seed for initialisation, masking and shuffling."""
+
+
+class PretrainSection(TrainerSettings):
+    text_datasets: list[str] = Field(
+        default_factory=lambda: [
+            "financial_phrasebank",
+            "fincuge_finfe",
+            "fincuge_finnl",
+            "banking77",
+            "lending_club",
+            "stocknet",
+        ]
+    )
+    """Data sets whose train-split text feeds masked language modelling."""
+    tabular_datasets: list[str] = Field(default_factory=lambda: ["lending_club", "german_credit"])
+    """Data sets whose train-split tabular rows feed masked feature modelling."""
+    pair_datasets: list[str] = Field(default_factory=lambda: ["stocknet"])
+    """Data sets whose chart-image/tweet pairs feed image-text contrastive learning."""
+    output_dir: Path = Path("artifacts/pretrain")
+    """Where the final pretrained `save_pretrained` folder is written."""
+
+
+class FinetuneSection(TrainerSettings):
+    tasks: list[TaskName] = Field(default_factory=lambda: ["sentiment"])
+    """Tasks `finmm finetune` trains when --task/--tasks is not given."""
+    init_from: Path | None = None
+    """A `save_pretrained` folder to start from. Empty uses the latest pretrained folder, else the preset."""
+    output_dir: Path = Path("artifacts/finetune")
+    """Where each task's finetuned `save_pretrained` folder is written."""
+    learning_rate: float = Field(5e-5, gt=0)
+    """Peak learning rate of AdamW for finetuning."""
+    epochs: int = Field(3, ge=1)
+    """Passes over the task's training data."""

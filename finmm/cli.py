@@ -1,0 +1,96 @@
+"""The `finmm` command line. Every command takes `--config PATH` and dotted overrides."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from finmm.config import ConfigError, FinMMSettings, iter_fields, load_settings
+
+app = typer.Typer(help="Pretrain, finetune and serve one multimodal Transformer for finance, on Ray.",
+                  no_args_is_help=True, add_completion=False)
+config_app = typer.Typer(help="Show and check ray_config.yaml.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+console = Console()
+err_console = Console(stderr=True)
+
+CONFIG_OPTION = typer.Option(None, "--config", "-c", help="Config file (default ./ray_config.yaml).")
+OVERRIDES = typer.Argument(None, help="Dotted overrides such as data.text.max_length=128.", show_default=False)
+
+
+def settings_or_exit(config: Path | None, overrides: list[str] | None) -> FinMMSettings:
+    """Load the config, or print what is wrong with it and exit with code 2."""
+    try:
+        return load_settings(config, overrides or [])
+    except ConfigError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+@config_app.command("show")
+def config_show(config: Path | None = CONFIG_OPTION, overrides: list[str] | None = OVERRIDES) -> None:
+    """Print every config field with its value and what it means."""
+    settings = settings_or_exit(config, overrides)
+    values = settings.model_dump(mode="json")
+    for key, annotation, _default, doc in iter_fields():
+        if annotation == "section":
+            console.print(f"\n[bold]{key}[/]  [dim]# {doc}[/]", highlight=False)
+            continue
+        value = values
+        for part in key.split("."):
+            value = value[part]
+        console.print(f"  {key} = {value!r}  [dim]({annotation}) {doc}[/]", highlight=False)
+
+
+@config_app.command("validate")
+def config_validate(path: Path = typer.Argument(Path("ray_config.yaml"), help="Config file to check.")) -> None:
+    """Check a config file; exit 2 with a precise message when it is wrong."""
+    if not path.exists():
+        err_console.print(f"error: config file {path} does not exist", highlight=False)
+        raise typer.Exit(2)
+    settings_or_exit(path, [])
+    console.print(f"{path}: valid")
+
+
+@app.command()
+def prepare(
+    overrides: list[str] | None = OVERRIDES,
+    datasets: str | None = typer.Option(None, "--datasets", help="Comma-separated data sets (default: data.datasets)."),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Preprocess the raw data sets into Parquet shards with one Ray Data actor pool per modality."""
+    settings = settings_or_exit(config, overrides)
+    from finmm.prepare_command import run_prepare
+
+    names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
+    raise typer.Exit(run_prepare(settings, names, console))
+
+
+@app.command()
+def demo(
+    overrides: list[str] | None = OVERRIDES,
+    quick: bool = typer.Option(False, "--quick", help="Small slices of the data, for a run of a few minutes."),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Run the main job end to end on a local Ray cluster."""
+    settings = settings_or_exit(config, overrides)
+    from finmm.demo import run_demo
+
+    raise typer.Exit(run_demo(settings, quick=quick, console=console))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

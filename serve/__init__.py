@@ -1,0 +1,1 @@
+"""Ray Serve deployments composed into one graph behind the HTTP API."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TaskName = Literal["credit_risk", "stock_movement", "sentiment", "customer_service"]
 
@@ -27,6 +27,9 @@ class ClusterSection(_Section):
     """Ray runtime_env for submitted jobs and workers (env_vars, pip, ...). working_dir is the repo."""
     storage_path: Path = Path("artifacts/runs")
     """Where Ray Train writes run folders, checkpoints and metrics."""
+    auth_mode: Literal["disabled", "token"] = "disabled"
+    """Ray token authentication (RAY_AUTH_MODE) for `finmm submit`/`jobs`. `disabled` suits a private dev
+    cluster; use `token` on a shared cluster (the token is read from ~/.ray/auth_token or RAY_AUTH_TOKEN)."""
 
 
 class DeepSpeedSettings(_Section):
@@ -42,6 +45,14 @@ class DeepSpeedSettings(_Section):
     """Micro-batches accumulated before each optimizer step."""
     gradient_clipping: float = Field(1.0, ge=0)
     """Clip the global gradient norm to this value; 0 disables clipping."""
+
+    @model_validator(mode="after")
+    def _offload_needs_the_right_stage(self) -> DeepSpeedSettings:
+        if self.offload_params != "none" and self.zero_stage != 3:
+            raise ValueError("offload_params needs zero_stage 3 (only ZeRO-3 partitions parameters)")
+        if self.offload_optimizer != "none" and self.zero_stage == 0:
+            raise ValueError("offload_optimizer needs zero_stage 1, 2 or 3")
+        return self
 
 
 class TrainerSettings(_Section):
@@ -75,6 +86,12 @@ class TrainerSettings(_Section):
     """Print losses, learning rate and throughput every this many steps."""
     seed: int = 0
     """Seed for initialisation, masking and shuffling."""
+
+    @model_validator(mode="after")
+    def _fp16_needs_a_gpu(self) -> TrainerSettings:
+        if self.deepspeed.precision == "fp16" and not self.use_gpu:
+            raise ValueError("deepspeed.precision fp16 needs use_gpu: true; on CPU use bf16 or fp32")
+        return self
 
 
 class PretrainSection(TrainerSettings):

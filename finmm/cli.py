@@ -83,6 +83,80 @@ def demo(
     raise typer.Exit(run_demo(settings, quick=quick, console=console))
 
 
+jobs_app = typer.Typer(help="Manage jobs on a running Ray cluster.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+ADDRESS_OPTION = typer.Option(None, "--address", help="Ray Jobs API address (default cluster.job_address).")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def submit(
+    finmm_args: list[str] = typer.Argument(..., help="The finmm command to run, after --."),
+    address: str | None = ADDRESS_OPTION,
+    follow: bool = typer.Option(True, "--wait/--no-wait", help="Follow the job until it ends."),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Send `finmm <command>` to a running Ray cluster, with this repository as the working dir."""
+    from cluster import jobs
+
+    settings = settings_or_exit(config, [])
+    try:
+        job_id = jobs.submit(settings.cluster, finmm_args, address=address)
+        console.print(f"submitted {job_id}")
+        if not follow:
+            return
+        final = jobs.wait(settings.cluster, job_id, address=address, on_status=lambda s: console.print(f"{job_id}: {s}"))
+    except jobs.ClusterUnreachableError as exc:
+        err_console.print(f"error: {exc}", highlight=False)
+        raise typer.Exit(3) from None
+    raise typer.Exit(0 if final == "SUCCEEDED" else 1)
+
+
+def _jobs_call(fn, config: Path | None, *args, address: str | None = None):
+    from cluster import jobs
+
+    settings = settings_or_exit(config, [])
+    try:
+        return fn(settings.cluster, *args, address=address)
+    except jobs.ClusterUnreachableError as exc:
+        err_console.print(f"error: {exc}", highlight=False)
+        raise typer.Exit(3) from None
+
+
+@jobs_app.command("list")
+def jobs_list(address: str | None = ADDRESS_OPTION, config: Path | None = CONFIG_OPTION) -> None:
+    """List the cluster's jobs."""
+    from cluster import jobs
+
+    table = Table("submission id", "status", "entrypoint")
+    for job in _jobs_call(jobs.list_jobs, config, address=address):
+        table.add_row(job["submission_id"] or "", job["status"], job["entrypoint"])
+    console.print(table)
+
+
+@jobs_app.command("status")
+def jobs_status(job_id: str, address: str | None = ADDRESS_OPTION, config: Path | None = CONFIG_OPTION) -> None:
+    """Print one job's status."""
+    from cluster import jobs
+
+    console.print(_jobs_call(jobs.status, config, job_id, address=address))
+
+
+@jobs_app.command("logs")
+def jobs_logs(job_id: str, address: str | None = ADDRESS_OPTION, config: Path | None = CONFIG_OPTION) -> None:
+    """Print one job's logs."""
+    from cluster import jobs
+
+    console.print(_jobs_call(jobs.logs, config, job_id, address=address), highlight=False, markup=False)
+
+
+@jobs_app.command("stop")
+def jobs_stop(job_id: str, address: str | None = ADDRESS_OPTION, config: Path | None = CONFIG_OPTION) -> None:
+    """Stop a running job."""
+    from cluster import jobs
+
+    console.print("stopped" if _jobs_call(jobs.stop, config, job_id, address=address) else "not running")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

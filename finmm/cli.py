@@ -104,7 +104,9 @@ def submit(
         console.print(f"submitted {job_id}")
         if not follow:
             return
-        final = jobs.wait(settings.cluster, job_id, address=address, on_status=lambda s: console.print(f"{job_id}: {s}"))
+        final = jobs.wait(
+            settings.cluster, job_id, address=address, on_status=lambda s: console.print(f"{job_id}: {s}")
+        )
     except jobs.ClusterUnreachableError as exc:
         err_console.print(f"error: {exc}", highlight=False)
         raise typer.Exit(3) from None

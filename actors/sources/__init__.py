@@ -1,0 +1,70 @@
+"""Raw data-set loaders: one module per data set, each exposing a `SourceSpec` named `SPEC`.
+
+`load_source(name, settings)` resolves the data root, checks that every declared file exists (raising
+`DataFileError` naming the data set, the file and its public source otherwise), runs the loader and checks
+that every record read is accounted for (`SourceTable.check_reconciled`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from actors.settings import DATASET_NAMES, DataSection
+from actors.sources import (
+    banking77,
+    finfe,
+    finnl,
+    german_credit,
+    lending_club,
+    phrasebank,
+    stocknet,
+)
+from actors.sources.base import (
+    DataError,
+    DataFileError,
+    DataRootError,
+    SourceSpec,
+    SourceTable,
+)
+
+SOURCES: dict[str, SourceSpec] = {
+    spec.name: spec
+    for spec in (
+        german_credit.SPEC,
+        lending_club.SPEC,
+        phrasebank.SPEC,
+        finfe.SPEC,
+        finnl.SPEC,
+        banking77.SPEC,
+        stocknet.SPEC,
+    )
+}
+assert tuple(SOURCES) == DATASET_NAMES, "SOURCES must follow actors.settings.DATASET_NAMES"
+
+__all__ = [
+    "SOURCES",
+    "DataError",
+    "DataFileError",
+    "DataRootError",
+    "SourceSpec",
+    "SourceTable",
+    "load_source",
+]
+
+
+def load_source(name: str, settings: DataSection, root: Path | None = None) -> SourceTable:
+    """Load data set `name` from `root` (default: `resolve_data_root(settings.root)`)."""
+    from actors.data_root import resolve_data_root
+
+    if name not in SOURCES:
+        raise DataError(f"unknown data set {name!r}; known: {', '.join(SOURCES)}")
+    spec = SOURCES[name]
+    root = resolve_data_root(settings.root) if root is None else Path(root)
+    folder = root / name
+    for rel in spec.files:
+        path = folder / rel
+        if not path.is_file():
+            raise spec.file_error(path, "file not found" if not path.exists() else "not a regular file")
+    table = spec.load(root, settings)
+    table.check_reconciled()
+    return table

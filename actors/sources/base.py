@@ -1,0 +1,185 @@
+"""Shared types and helpers of the raw data-set loaders.
+
+A loader turns the files of one data set into a `SourceTable`: the accepted rows (with `id`, `split`,
+`label` and the modality columns), the rejected rows (every original field as text, a `reason`, and where
+they came from), the list of files read and the counts needed to check that nothing was silently dropped.
+Loaders are pure pandas: no Ray, no randomness beyond hash- or date-based splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow as pa
+
+if TYPE_CHECKING:  # pragma: no cover
+    from actors.settings import DataSection
+
+MODALITIES = ("text", "image", "tabular", "series")
+
+REJECTED_META = ("reason", "source", "source_row")
+"""Columns every `rejected` frame has besides the original fields: `reason` (why the row cannot be used),
+`source` (`<file>:<line or record>`, relative to the data set folder) and `source_row` (that line/record
+number, 1-based)."""
+
+
+class DataError(Exception):
+    """Base class of every error raised while locating or reading raw data."""
+
+
+class DataRootError(DataError):
+    """No raw-data folder could be found."""
+
+
+class DataFileError(DataError):
+    """A source file is missing, unreadable or malformed as a whole."""
+
+    def __init__(self, dataset: str, path: Path, problem: str, source_url: str):
+        self.dataset = dataset
+        self.path = Path(path)
+        self.problem = problem
+        self.source_url = source_url
+        super().__init__(
+            f"data set {dataset!r}: {problem} (file: {self.path}). "
+            f"The public source of this data set is {source_url}; see the README.md in the data set "
+            f"folder for how the files were obtained and their checksums."
+        )
+
+
+@dataclass
+class SourceTable:
+    """What a loader returns. See the module docstring and docs/data.md."""
+
+    dataset: str
+    rows: pd.DataFrame
+    rejected: pd.DataFrame
+    files: list[Path]
+    n_read: int
+    n_sliced_out: int = 0
+
+    def check_reconciled(self) -> None:
+        """Raise `DataError` unless every record read is accounted for, and ids are unique."""
+        total = len(self.rows) + len(self.rejected) + self.n_sliced_out
+        if self.n_read != total:
+            raise DataError(
+                f"data set {self.dataset!r}: {self.n_read} records read but {len(self.rows)} accepted + "
+                f"{len(self.rejected)} rejected + {self.n_sliced_out} sliced out = {total}"
+            )
+        if not self.rows["id"].is_unique:
+            raise DataError(f"data set {self.dataset!r}: duplicate ids in accepted rows")
+
+    def split_counts(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.rows["split"].value_counts().sort_index().items()}
+
+    def reject_counts(self) -> dict[str, int]:
+        if self.rejected.empty:
+            return {}
+        return {str(k): int(v) for k, v in self.rejected["reason"].value_counts().items()}
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    title: str
+    files: tuple[str, ...]
+    source_url: str
+    license: str
+    modalities: tuple[str, ...]
+    schema: pa.Schema = field(compare=False)
+    load: Callable[[Path, DataSection], SourceTable] = field(compare=False)
+
+    def file_error(self, path: Path, problem: str) -> DataFileError:
+        return DataFileError(self.name, path, problem, self.source_url)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def md5_bucket(text: str) -> int:
+    """`int(md5(text as UTF-8), 16) % 10`: the hash bucket that EVAL.md's splits use."""
+    return int(hashlib.md5(text.encode("utf-8")).hexdigest(), 16) % 10
+
+
+def rejected_frame(
+    fields: pd.DataFrame, reasons: Sequence[str] | pd.Series, file: str, source_rows: Sequence[int] | pd.Series
+) -> pd.DataFrame:
+    """Build a `rejected` frame: the original fields as str (missing stays missing), plus the meta columns."""
+    out = pd.DataFrame(index=range(len(fields)))
+    for col in fields.columns:
+        out[str(col)] = pd.Series([_as_text(v) for v in fields[col]], dtype="str")
+    rows = pd.Series(list(source_rows), dtype="int64")
+    out["reason"] = pd.Series(list(reasons), dtype="str")
+    out["source"] = (file + ":" + rows.astype(str)).astype("str")
+    out["source_row"] = rows
+    return out
+
+
+def _as_text(v: object) -> str | None:
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    return v if isinstance(v, str) else str(v)
+
+
+def empty_rejected(field_names: Sequence[str]) -> pd.DataFrame:
+    return rejected_frame(pd.DataFrame({c: pd.Series([], dtype="str") for c in field_names}), [], "", [])
+
+
+def concat_rejected(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)] or list(frames[:1])
+    return pd.concat(frames, ignore_index=True) if frames else empty_rejected([])
+
+
+def slice_per_split(rows: pd.DataFrame, max_rows: int | None) -> tuple[pd.DataFrame, int]:
+    """Keep the first `max_rows` rows of each split, in the frame's (deterministic) order."""
+    rows = rows.reset_index(drop=True)
+    if max_rows is None:
+        return rows, 0
+    keep = rows.groupby("split", sort=False).cumcount() < max_rows
+    return rows[keep].reset_index(drop=True), int((~keep).sum())
+
+
+def conform(rows: pd.DataFrame, schema: pa.Schema) -> pd.DataFrame:
+    """Order `rows` as the declared schema (raising if a column is missing) and fix the core dtypes."""
+    missing = [n for n in schema.names if n not in rows.columns]
+    if missing:
+        raise DataError(f"loader produced no column(s) {missing}")
+    rows = rows[list(schema.names)].reset_index(drop=True).copy()
+    rows["id"] = rows["id"].astype("str")
+    rows["split"] = rows["split"].astype("str")
+    rows["label"] = rows["label"].astype("int64")
+    return rows
+
+
+def core_fields() -> list[pa.Field]:
+    return [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("label", pa.int64(), nullable=False),
+    ]
+
+
+def require_columns(spec: SourceSpec, path: Path, got: Sequence[str], expected: Sequence[str]) -> None:
+    if list(got) != list(expected):
+        raise spec.file_error(path, f"expected columns {list(expected)}, found {list(got)}")
+
+
+def read_json_list(spec: SourceSpec, path: Path) -> list:
+    """A UTF-8 file holding one JSON array; decoding/parsing problems → `DataFileError` with the position."""
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise spec.file_error(path, f"not valid UTF-8 at byte {e.start}") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise spec.file_error(path, f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
+    if not isinstance(data, list):
+        raise spec.file_error(path, f"expected a JSON array, found {type(data).__name__}")
+    return data

@@ -1,0 +1,112 @@
+"""Financial PhraseBank v1.0, 50%-agreement subset: English financial news sentences, 3-class sentiment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from actors.settings import DataSection
+from actors.sources.base import (
+    SourceSpec,
+    SourceTable,
+    conform,
+    core_fields,
+    md5_bucket,
+    rejected_frame,
+    slice_per_split,
+)
+
+NAME = "financial_phrasebank"
+FILE = "Sentences_50Agree.txt"
+ALL_AGREE_FILE = "Sentences_AllAgree.txt"
+LABELS = {"negative": 0, "neutral": 1, "positive": 2}
+
+SCHEMA = pa.schema(
+    core_fields()
+    + [pa.field("text", pa.string()), pa.field("all_agree", pa.bool_()), pa.field("source_row", pa.int64())]
+)
+
+
+def split_of(sentence: str) -> str:
+    """EVAL.md: md5 bucket 0-1 → test, 2 → validation, else train."""
+    b = md5_bucket(sentence)
+    return "test" if b in (0, 1) else "validation" if b == 2 else "train"
+
+
+def read_lines(path: Path) -> list[str]:
+    """The file's lines, decoded as latin-1 (CRLF or LF endings).
+
+    Latin-1 decodes any byte, so a file that was re-encoded to UTF-8 would load silently as mojibake and change
+    the hash split: such a file (non-ASCII bytes that are valid UTF-8) is refused."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise SPEC.file_error(path, f"cannot read: {e}") from e
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            raise SPEC.file_error(path, "file is UTF-8-encoded, expected the original latin-1 bytes")
+    return raw.decode("latin-1").splitlines()
+
+
+def parse(lines: list[str]) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, str]]]:
+    """→ ([(line_no, sentence, label)], [(line_no, raw line, reason)]). Splits on the last '@'."""
+    good, bad = [], []
+    for i, line in enumerate(lines, start=1):
+        if "@" not in line:
+            bad.append((i, line, "line has no '@' before the label"))
+            continue
+        sentence, label = line.rsplit("@", 1)
+        if label.strip() not in LABELS:
+            bad.append((i, line, f"unknown label {label.strip()!r}"))
+        elif not sentence.strip():
+            bad.append((i, line, "empty sentence"))
+        else:
+            good.append((i, sentence, LABELS[label.strip()]))
+    return good, bad
+
+
+def load(root: Path, settings: DataSection) -> SourceTable:
+    folder = root / NAME
+    lines = read_lines(folder / FILE)
+    good, bad = parse(lines)
+    all_agree = {s for _, s, _ in parse(read_lines(folder / ALL_AGREE_FILE))[0]}
+
+    df = pd.DataFrame(good, columns=["source_row", "text", "label"])
+    n_labels = df.groupby("text")["label"].transform("nunique")
+    conflicting = n_labels > 1
+    duplicate = df.duplicated("text", keep="first") & ~conflicting
+    for mask, reason in ((conflicting, "sentence occurs with conflicting labels"), (duplicate, "duplicate sentence")):
+        for r in df[mask].itertuples():
+            bad.append((r.source_row, lines[r.source_row - 1], reason))
+    rows = df[~(conflicting | duplicate)].copy()
+    rows["id"] = [f"line{r}" for r in rows["source_row"]]
+    rows["split"] = [split_of(s) for s in rows["text"]]
+    rows["all_agree"] = rows["text"].isin(all_agree)
+    rows = conform(rows, SCHEMA)
+    rows, n_sliced = slice_per_split(rows, settings.max_rows_per_split)
+
+    bad.sort()
+    rejected = rejected_frame(
+        pd.DataFrame({"line": [b[1] for b in bad]}), [b[2] for b in bad], FILE, [b[0] for b in bad]
+    )
+    return SourceTable(
+        NAME, rows, rejected, [folder / FILE, folder / ALL_AGREE_FILE], n_read=len(lines), n_sliced_out=n_sliced
+    )
+
+
+SPEC = SourceSpec(
+    name=NAME,
+    title="Financial PhraseBank v1.0 (Malo et al. 2014), Sentences_50Agree",
+    files=(FILE, ALL_AGREE_FILE),
+    source_url="https://huggingface.co/datasets/takala/financial_phrasebank (arXiv:1307.5336)",
+    license="CC BY-NC-SA 3.0 (non-commercial; authors: academic use, contact them for other use)",
+    modalities=("text",),
+    schema=SCHEMA,
+    load=load,
+)

@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from model.dummy import dummy_batch
+from model.explain import explain, merge_wordpieces, reason_codes
+from model.task import FinMMForTask
+
+
+@pytest.fixture
+def model(config):
+    return FinMMForTask(config).eval()
+
+
+@pytest.mark.parametrize("head", ["credit_risk", "sentiment"])
+def test_integrated_gradients_completeness(model, config, gen, head):
+    b = dummy_batch(config, 4, generator=gen)
+    e = explain(model, b, head, steps=48)
+    diff = e.score - e.baseline_score
+    torch.testing.assert_close(e.total(), diff, atol=1e-4 + 0.02 * diff.abs().max().item(), rtol=0.02)
+    with torch.no_grad():
+        p = model(b)[head]["probs"]
+    expected = p if p.dim() == 1 else p.gather(1, e.target[:, None]).squeeze(1)
+    torch.testing.assert_close(e.score, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_grouping_shapes_and_absent_samples(model, config, gen):
+    b = dummy_batch(config, 3, generator=gen)
+    e = explain(model, b, "credit_risk", method="grad_x_input")
+    assert e.tabular.shape == (3, 5) and e.image.shape == (3, 2, 2) and e.series.shape == (3, 10)
+    assert e.tabular[0].abs().sum() == 0 and e.image[0].abs().sum() == 0  # sample 0 has no tabular / image
+    assert (e.series[~b["series"]["mask"]] == 0).all()  # padded days get nothing
+    assert e.tokens["text"][-1].abs().sum() == 0  # last sample has no text
+
+
+def test_words_merge_wordpieces():
+    words = merge_wordpieces(["[CLS]", "the", "bank", "##rupt", "##cy", "[SEP]"], [9.0, 1.0, 0.5, 0.25, 0.25, 9.0])
+    assert words == [("the", 1.0), ("bankruptcy", 1.0)]
+
+
+def test_words_from_explanation(model, config, gen):
+    b = dummy_batch(config, 2, modalities=("text",), generator=gen, ragged=False, text_len=5)
+    toks = [["[CLS]", "net", "loss", "##es", "[SEP]"]] * 2
+    e = explain(model, b, "sentiment", method="grad_x_input", token_strings=toks)
+    assert [w for w, _ in e.words[0]] == ["net", "losses"]
+    t = e.tokens["text"][0]
+    assert abs(e.words[0][1][1] - (t[2] + t[3]).item()) < 1e-6
+
+
+def test_reason_codes_are_positive_named_features(model, config, gen):
+    b = dummy_batch(config, 4, modalities=("tabular",), generator=gen)
+    e = explain(model, b, "credit_risk", steps=8)
+    codes = reason_codes(e, k=2)
+    for i, row in enumerate(codes[1:], start=1):
+        assert len(row) <= 2 and all(c["attribution"] > 0 for c in row)
+        assert all(c["feature"] in config.tabular.feature_names for c in row)
+        if row:
+            assert row[0]["attribution"] == pytest.approx(e.tabular[i].max().item())
+    assert codes[0] == []  # no tabular data for sample 0

@@ -24,7 +24,7 @@ def build_deepspeed_config(trainer: TrainerSettings, total_steps: int) -> dict:
         # Gather the full fp32 weights on save, so a checkpoint also yields a plain state dict.
         zero["stage3_gather_16bit_weights_on_model_save"] = True
     total_steps = max(int(total_steps), 1)
-    warmup = min(trainer.warmup_steps, total_steps)
+    warmup = max(min(trainer.warmup_steps, total_steps), 1)  # DeepSpeed requires a positive warm-up
     return {
         "train_micro_batch_size_per_gpu": trainer.batch_size,
         "gradient_accumulation_steps": ds.gradient_accumulation_steps,

@@ -12,7 +12,7 @@ from rich.table import Table
 from finmm.config import ConfigError, FinMMSettings, iter_fields, load_settings
 
 app = typer.Typer(help="Pretrain, finetune and serve one multimodal Transformer for finance, on Ray.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 config_app = typer.Typer(help="Show and check ray_config.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 console = Console()
@@ -81,6 +81,53 @@ def demo(
     from finmm.demo import run_demo
 
     raise typer.Exit(run_demo(settings, quick=quick, console=console))
+
+
+RESUME_OPTION = typer.Option(None, "--resume", help="A run folder to continue from its latest checkpoint.")
+
+
+@app.command()
+def pretrain(
+    overrides: list[str] | None = OVERRIDES,
+    resume: Path | None = RESUME_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Pretrain the model (MLM + image-text contrastive + masked features) with Ray Train + DeepSpeed."""
+    settings = settings_or_exit(config, overrides)
+    from cluster.trainer import pretrain as run_pretrain
+    from finmm.ray_runtime import ensure_ray
+
+    ensure_ray(settings.cluster)
+    outcome = run_pretrain(settings, resume=resume)
+    console.print(f"pretrained in {outcome.wall_s:.0f} s; run {outcome.run_dir}; model {outcome.model_dir}")
+
+
+@app.command()
+def finetune(
+    overrides: list[str] | None = OVERRIDES,
+    task: str | None = typer.Option(None, "--task", help="One task: credit_risk, stock_movement, sentiment, "
+                                    "customer_service."),
+    tasks: str | None = typer.Option(None, "--tasks", help="Several tasks at once, comma-separated."),
+    resume: Path | None = RESUME_OPTION,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Finetune one or several tasks with Ray Train + DeepSpeed; validation metrics after each epoch."""
+    settings = settings_or_exit(config, overrides)
+    from cluster.tasks import TASKS
+    from cluster.trainer import finetune as run_finetune
+    from finmm.ray_runtime import ensure_ray
+
+    names = [t.strip() for t in (tasks or task or ",".join(settings.finetune.tasks)).split(",") if t.strip()]
+    unknown = [n for n in names if n not in TASKS]
+    if unknown:
+        err_console.print(f"error: unknown task(s) {unknown}; choose from {', '.join(TASKS)}", highlight=False)
+        raise typer.Exit(2)
+    ensure_ray(settings.cluster)
+    outcome = run_finetune(settings, names, resume=resume)
+    console.print(f"finetuned {', '.join(names)} in {outcome.wall_s:.0f} s; model {outcome.model_dir}")
+    for key, value in sorted(outcome.metrics.items()):
+        if key.startswith("val/"):
+            console.print(f"  {key} = {value:.4f}")
 
 
 jobs_app = typer.Typer(help="Manage jobs on a running Ray cluster.", no_args_is_help=True)
@@ -160,12 +207,20 @@ def jobs_stop(job_id: str, address: str | None = ADDRESS_OPTION, config: Path | 
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. Expected failures (missing inputs, bad values) print one clear line;
+    set FINMM_DEBUG=1 to see the traceback."""
+    import os
+
     try:
-        app()
+        app(standalone_mode=True)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except (FileNotFoundError, ValueError) as exc:
+        if os.environ.get("FINMM_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

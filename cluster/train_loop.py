@@ -1,0 +1,223 @@
+"""The per-worker training loop run by Ray Train: DeepSpeed engine, streams, logging, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from cluster.checkpoints import checkpoint_name, load_rank_checkpoint, save_rank_checkpoint
+from cluster.deepspeed_config import build_deepspeed_config, comm_backend
+from cluster.loop_spec import LoopSpec
+from cluster.stream_reader import StreamReader, iterate_once
+from cluster.streams import StreamSpec
+from cluster.tasks import TASKS
+
+
+def _skip_shm_op_build() -> None:
+    """DeepSpeed JIT-compiles a shared-memory comm op on first initialize (35-55 s with g++); gloo on
+    CPU does not need it. Patched through sys.modules: `import deepspeed.comm.torch` resolves to torch."""
+    module = sys.modules.get("deepspeed.comm.torch")
+    if module is not None and hasattr(module, "build_shm_op"):
+        module.build_shm_op = lambda: None
+
+
+def build_training_model(spec: LoopSpec):
+    """Pretraining: FinMMForPretraining. Finetuning: FinMMForTask from `init_from` (a saved backbone or
+    task folder) or from the preset."""
+    from model import FinMMForTask, FinMMModel
+    from model.bundle import load_model
+    from model.factory import build_model
+
+    section = spec.model_section
+    schema = spec.batch_layout.tabular_schema()
+    if spec.kind == "pretrain":
+        return build_model(section, spec.vocab_size, schema, kind="pretraining")
+    if spec.init_from:
+        start = load_model(spec.init_from)
+        if start.config.text.vocab_size != spec.vocab_size:
+            raise ValueError(
+                f"{spec.init_from} has a vocabulary of {start.config.text.vocab_size} tokens but the prepared data "
+                f"uses {spec.vocab_size}; pretrain and finetune on the same `finmm prepare` output"
+            )
+        backbone = start if isinstance(start, FinMMModel) else start.finmm
+        return FinMMForTask.from_backbone(backbone, spec.heads)
+    section = section.model_copy(update={"heads": spec.heads})
+    return build_model(section, spec.vocab_size, schema, kind="task")
+
+
+def _export(spec: LoopSpec):
+    """Rank 0's function that turns consolidated weights into the `save_pretrained` bundle."""
+
+    def export(weights: dict, folder: Path) -> None:
+        from model import FinMMForTask, FinMMModel
+        from model.bundle import save_bundle
+
+        config = build_training_model_config(spec)
+        if spec.kind == "pretrain":
+            model = FinMMModel(config)
+            weights = {k[len("finmm."):]: v for k, v in weights.items() if k.startswith("finmm.")}
+        else:
+            model = FinMMForTask(config)
+        model.load_state_dict(weights)
+        save_bundle(folder, model, spec.tokenizer_path, spec.preprocessing_state)
+
+    return export
+
+
+def build_training_model_config(spec: LoopSpec):
+    section = spec.model_section
+    if spec.kind == "finetune":
+        section = section.model_copy(update={"heads": spec.heads})
+    return section.to_finmm_config(spec.vocab_size, spec.batch_layout.tabular_schema())
+
+
+def _forward(engine, spec: LoopSpec, stream: StreamSpec, batch: dict, generator: torch.Generator) -> dict:
+    labels = batch.pop("labels", None)
+    if spec.kind == "pretrain":
+        return engine(batch, generator=generator)
+    out = engine(batch, labels={stream.head: labels})
+    return {f"{stream.name}": out["loss"], "loss": out["loss"]}
+
+
+def _real_tokens(batch: dict) -> int:
+    text = batch.get("text")
+    return int(text["attention_mask"].sum()) if text is not None else 0
+
+
+def _samples(batch: dict) -> int:
+    return int(next(iter(next(iter(batch.values())).values())).shape[0])
+
+
+def _validate(engine, spec: LoopSpec, layout, rank: int, world: int) -> dict:
+    """Score every validation data set with its task's EVAL.md metrics; rank 0 returns them."""
+    import numpy as np
+    import ray.train
+    import torch.distributed as dist
+
+    engine.eval()
+    results = {}
+    for item in spec.validation:
+        shard = ray.train.get_dataset_shard(f"{item['key_prefix']}#{rank}")
+        stream = StreamSpec(item["dataset"], [item["dataset"]], [], tabular_dataset=item.get("tabular_dataset"))
+        probs, labels = [], []
+        with torch.no_grad():
+            for batch in iterate_once(shard, stream, layout, spec.trainer_settings.batch_size):
+                y = batch.pop("labels")
+                out = engine(batch)[item["head"]]
+                probs.append(out["probs"].float().cpu().numpy())
+                labels.append(y.numpy())
+        local = (np.concatenate(probs) if probs else np.zeros((0,)), np.concatenate(labels) if labels else [])
+        gathered = [None] * world
+        dist.all_gather_object(gathered, local)
+        if rank == 0:
+            all_probs = np.concatenate([g[0] for g in gathered if len(g[1])])
+            all_labels = np.concatenate([g[1] for g in gathered if len(g[1])])
+            scores = TASKS[item["task"]].score(all_labels, all_probs)
+            results.update({f"val/{item['dataset']}/{k}": v for k, v in scores.items()})
+    engine.train()
+    return results
+
+
+def train_loop_per_worker(config: dict) -> None:
+    import deepspeed
+    import ray.train
+    from ray.train import Checkpoint
+
+    spec = LoopSpec.from_dict(config)
+    trainer = spec.trainer_settings
+    layout = spec.batch_layout
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    run_dir = Path(spec.run_dir)
+    (run_dir / "pids").mkdir(parents=True, exist_ok=True)
+    (run_dir / "pids" / f"rank{rank}.pid").write_text(str(os.getpid()))
+
+    _skip_shm_op_build()
+    deepspeed.init_distributed(dist_backend=comm_backend(trainer))
+    torch.manual_seed(trainer.seed)
+    model = build_training_model(spec)
+    ds_config = build_deepspeed_config(trainer, spec.total_steps)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config
+    )
+    streams = spec.stream_specs
+    state = {"step": 0, "positions": {s.name: [0, 0] for s in streams}, "metrics": {}}
+    resumed_from = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = load_rank_checkpoint(engine, Path(folder))
+        resumed_from = state["step"]
+    readers = [
+        StreamReader(ray.train.get_dataset_shard(s.key(rank)), s, layout, trainer.batch_size, trainer.seed,
+                     state["positions"].get(s.name))
+        for s in streams
+    ]
+    log_path = run_dir / "metrics.jsonl"
+    if rank == 0 and resumed_from is not None:
+        with log_path.open("a") as fh:
+            fh.write(json.dumps({"event": "resumed", "step": resumed_from, "time": time.time()}) + "\n")
+        print(f"[finmm] resumed at step {resumed_from} from the last checkpoint", flush=True)
+
+    accumulation = trainer.deepspeed.gradient_accumulation_steps
+    window = {"samples": 0, "tokens": 0, "t0": time.perf_counter(), "losses": {}, "n": 0}
+    engine.train()
+    while state["step"] < spec.total_steps:
+        step = state["step"]
+        torch.manual_seed(trainer.seed + 1_000_003 * (step + 1) + rank)  # dropout replays exactly on resume
+        generator = torch.Generator().manual_seed(trainer.seed * 7 + 104_729 * (step + 1) + rank)
+        for _ in range(accumulation):
+            total = None
+            for reader in readers:
+                batch = reader.next()
+                window["samples"] += _samples({k: v for k, v in batch.items() if k != "labels"})
+                window["tokens"] += _real_tokens(batch)
+                out = _forward(engine, spec, reader.spec, batch, generator)
+                total = out["loss"] if total is None else total + out["loss"]
+                for name, value in out.items():
+                    if name != "loss":
+                        window["losses"][name] = window["losses"].get(name, 0.0) + float(value.detach())
+            window["losses"]["loss"] = window["losses"].get("loss", 0.0) + float(total.detach())
+            window["n"] += 1
+            engine.backward(total)
+            engine.step()
+        state["step"] = step = step + 1
+        state["positions"] = {r.spec.name: r.position for r in readers}
+
+        metrics: dict = {"step": step}
+        end_of_epoch = spec.kind == "finetune" and (step % spec.steps_per_epoch == 0 or step == spec.total_steps)
+        if step % trainer.log_every == 0 or step == spec.total_steps or end_of_epoch:
+            elapsed = max(time.perf_counter() - window["t0"], 1e-9)
+            metrics.update({k: v / max(window["n"], 1) for k, v in window["losses"].items()})
+            metrics.update({
+                "lr": float(engine.get_lr()[0]),
+                "samples_per_s": window["samples"] * world / elapsed,
+                "tokens_per_s": window["tokens"] * world / elapsed,
+                "epoch": round(step / max(spec.steps_per_epoch, 1), 3),
+            })
+            window = {"samples": 0, "tokens": 0, "t0": time.perf_counter(), "losses": {}, "n": 0}
+        if end_of_epoch and spec.validation:
+            metrics.update(_validate(engine, spec, layout, rank, world))
+        if rank == 0 and len(metrics) > 1:
+            with log_path.open("a") as fh:
+                fh.write(json.dumps(metrics) + "\n")
+            shown = " | ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if k != "step"
+            )
+            print(f"[finmm] step {step}/{spec.total_steps} | {shown}", flush=True)
+        state["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))} or state["metrics"]
+
+        if step % trainer.checkpoint_every == 0 or step == spec.total_steps:
+            with tempfile.TemporaryDirectory(prefix="finmm-ckpt-") as tmp:
+                save_rank_checkpoint(engine, Path(tmp), _export(spec), dict(state))
+                ray.train.report(
+                    {**state["metrics"], "step": step},
+                    checkpoint=Checkpoint.from_directory(tmp),
+                    checkpoint_dir_name=checkpoint_name(step),
+                )

@@ -1,0 +1,210 @@
+"""Driver side of `finmm pretrain` and `finmm finetune`: build the Ray Train TorchTrainer and run it."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from actors.collate import BatchLayout
+from actors.manifest import TOKENIZER
+from actors.settings import DATASET_NAMES
+from actors.tabular import TabularState
+from cluster.checkpoints import MODEL_DIR, copy_model_folder, latest_checkpoint
+from cluster.deepspeed_config import comm_backend
+from cluster.loop_spec import LoopSpec
+from cluster.settings import TrainerSettings
+from cluster.streams import build_rank_datasets, pretrain_streams, read_manifest, task_stream
+from cluster.tasks import task_spec
+from cluster.train_loop import train_loop_per_worker
+
+
+@dataclass
+class TrainingOutcome:
+    run_dir: Path
+    checkpoint: Path
+    model_dir: Path
+    """The exported `save_pretrained` folder (a copy of the last checkpoint's model/)."""
+    metrics: dict
+    wall_s: float
+
+
+def batch_layout(settings) -> BatchLayout:
+    """Union tabular layout over every prepared data set with tabular features, in a fixed order."""
+    data = settings.data
+    layout = BatchLayout(image_size=data.image.image_size, series_days=data.series.window_days)
+    for name in DATASET_NAMES:
+        path = Path(data.output_dir) / name
+        if not (path / "manifest.json").exists():
+            continue
+        manifest = read_manifest(data.output_dir, name)
+        tabular = manifest.get("state", {}).get("tabular")
+        if tabular:
+            fields = {k: v for k, v in tabular.items() if k != "cardinalities"}
+            layout.add_tabular(name, TabularState(**fields))
+    return layout
+
+
+def preprocessing_state(settings, layout: BatchLayout) -> dict:
+    """What serving needs to preprocess a request exactly like training did (saved in the bundle)."""
+    data = settings.data
+    states = {}
+    for name in DATASET_NAMES:
+        if (Path(data.output_dir) / name / "manifest.json").exists():
+            states[name] = read_manifest(data.output_dir, name).get("state", {})
+    return {"layout": layout.to_dict(), "datasets": states, "data": data.model_dump(mode="json")}
+
+
+def _vocab_size(tokenizer_path: Path) -> int:
+    from tokenizers import Tokenizer
+
+    if not tokenizer_path.exists():
+        raise FileNotFoundError(f"{tokenizer_path} is missing: run `finmm prepare` before training")
+    return Tokenizer.from_file(str(tokenizer_path)).get_vocab_size()
+
+
+def _trainer_dict(trainer: TrainerSettings) -> dict:
+    """Only the shared TrainerSettings fields travel to the workers."""
+    return trainer.model_dump(mode="json", include=set(TrainerSettings.model_fields))
+
+
+def _run_name(kind: str, label: str) -> str:
+    return f"{kind}-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _fit(spec: LoopSpec, trainer: TrainerSettings, datasets: dict, name: str, storage: Path,
+         resume_from: Path | None, num_to_keep: int) -> None:
+    from ray.train import Checkpoint, CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    env_vars = {"RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+    if not trainer.use_gpu:
+        env_vars["DS_ACCELERATOR"] = "cpu"  # never set on GPU hosts
+    torch_trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=spec.to_dict(),
+        torch_config=TorchConfig(backend=comm_backend(trainer)),
+        scaling_config=ScalingConfig(
+            num_workers=trainer.num_workers,
+            use_gpu=trainer.use_gpu,
+            resources_per_worker={"CPU": trainer.cpus_per_worker, **({"GPU": 1} if trainer.use_gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage),
+            checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep),
+            failure_config=FailureConfig(max_failures=trainer.max_failures),
+            worker_runtime_env={"env_vars": env_vars},
+        ),
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=[]),
+        resume_from_checkpoint=Checkpoint.from_directory(str(resume_from)) if resume_from else None,
+    )
+    torch_trainer.fit()
+
+
+def _resolve_resume(resume: Path | None) -> tuple[Path | None, str | None, Path | None]:
+    if resume is None:
+        return None, None, None
+    resume = Path(resume).resolve()
+    checkpoint = latest_checkpoint(resume)
+    if checkpoint is None:
+        raise FileNotFoundError(f"--resume {resume}: no complete checkpoint_* folder in it")
+    return checkpoint, resume.name, resume.parent
+
+
+def _finish(run_dir: Path, started: float, export_to: Path) -> TrainingOutcome:
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise RuntimeError(f"training ended without a checkpoint in {run_dir}")
+    state = json.loads((checkpoint / "train_state.json").read_text())
+    model_dir = copy_model_folder(checkpoint, export_to)
+    return TrainingOutcome(run_dir, checkpoint, model_dir, state.get("metrics", {}), time.perf_counter() - started)
+
+
+def pretrain(settings, resume: Path | None = None, name: str | None = None) -> TrainingOutcome:
+    """Masked language modelling + image-text contrastive + masked feature modelling, on train splits only."""
+    started = time.perf_counter()
+    trainer, data = settings.pretrain, settings.data
+    output_dir = Path(data.output_dir).resolve()
+    layout = batch_layout(settings)
+    streams = pretrain_streams(trainer, output_dir)
+    datasets: dict = {}
+    for stream in streams:
+        datasets.update(build_rank_datasets(stream, output_dir, "train", trainer.num_workers, trainer.batch_size,
+                                            trainer.seed))
+    steps_per_epoch = max(math.ceil(max(s.micro_batches_per_epoch for s in streams)
+                                    / trainer.deepspeed.gradient_accumulation_steps), 1)
+    total = trainer.max_steps or trainer.epochs * steps_per_epoch
+    resume_ckpt, resume_name, resume_storage = _resolve_resume(resume)
+    storage = resume_storage or Path(settings.cluster.storage_path).resolve()
+    name = resume_name or name or _run_name("pretrain", settings.model.preset)
+    spec = LoopSpec(
+        kind="pretrain", run_dir=str(storage / name), trainer=_trainer_dict(trainer),
+        model=settings.model.model_dump(mode="json"), vocab_size=_vocab_size(output_dir / TOKENIZER),
+        layout=layout.to_dict(), streams=[s.to_dict() for s in streams], total_steps=total,
+        steps_per_epoch=steps_per_epoch, tokenizer_path=str(output_dir / TOKENIZER),
+        preprocessing_state=preprocessing_state(settings, layout),
+    )
+    _fit(spec, trainer, datasets, name, storage, resume_ckpt, trainer.keep_checkpoints)
+    return _finish(storage / name, started, Path(trainer.output_dir) / "latest")
+
+
+def latest_pretrained(settings) -> Path | None:
+    folder = Path(settings.pretrain.output_dir) / "latest"
+    return folder if (folder / "model.safetensors").exists() else None
+
+
+def finetune(settings, tasks: list[str], resume: Path | None = None, name: str | None = None) -> TrainingOutcome:
+    """Finetune one or several tasks at once (one stream and one head per task)."""
+    started = time.perf_counter()
+    trainer, data = settings.finetune, settings.data
+    output_dir = Path(data.output_dir).resolve()
+    layout = batch_layout(settings)
+    specs = [task_spec(t) for t in tasks]
+    streams, datasets, validation, heads = [], {}, [], {}
+    for task in specs:
+        stream = task_stream(task.name, task.head, task.datasets, output_dir)
+        datasets.update(build_rank_datasets(stream, output_dir, "train", trainer.num_workers, trainer.batch_size,
+                                            trainer.seed))
+        streams.append(stream)
+        heads[task.head] = dict(task.head_kwargs)
+        for dataset in task.datasets:
+            if not (output_dir / dataset / "validation").is_dir():
+                continue
+            val = task_stream(task.name, task.head, (dataset,), output_dir)
+            val.name = f"val-{dataset}"
+            datasets.update(build_rank_datasets(val, output_dir, "validation", trainer.num_workers,
+                                                trainer.batch_size, trainer.seed))
+            validation.append({"task": task.name, "dataset": dataset, "head": task.head, "key_prefix": val.name,
+                               "tabular_dataset": val.tabular_dataset})
+    steps_per_epoch = max(math.ceil(max(s.micro_batches_per_epoch for s in streams)
+                                    / trainer.deepspeed.gradient_accumulation_steps), 1)
+    total = trainer.max_steps or trainer.epochs * steps_per_epoch
+    init_from = trainer.init_from or latest_pretrained(settings)
+    resume_ckpt, resume_name, resume_storage = _resolve_resume(resume)
+    storage = resume_storage or Path(settings.cluster.storage_path).resolve()
+    name = resume_name or name or _run_name("finetune", "+".join(tasks))
+    spec = LoopSpec(
+        kind="finetune", run_dir=str(storage / name), trainer=_trainer_dict(trainer),
+        model=settings.model.model_dump(mode="json"), vocab_size=_vocab_size(output_dir / TOKENIZER),
+        layout=layout.to_dict(), streams=[s.to_dict() for s in streams], total_steps=total,
+        steps_per_epoch=steps_per_epoch, tokenizer_path=str(output_dir / TOKENIZER),
+        preprocessing_state=preprocessing_state(settings, layout),
+        init_from=str(Path(init_from).resolve()) if init_from else None, heads=heads, validation=validation,
+    )
+    _fit(spec, trainer, datasets, name, storage, resume_ckpt, trainer.keep_checkpoints)
+    export = Path(trainer.output_dir) / "+".join(tasks)
+    outcome = _finish(storage / name, started, export)
+    latest = Path(trainer.output_dir) / "latest"
+    if latest.is_symlink():
+        latest.unlink()
+    if not latest.exists():
+        os.symlink(export.resolve(), latest)  # what `finmm serve` loads by default
+    return outcome
+
+
+__all__ = ["pretrain", "finetune", "TrainingOutcome", "batch_layout", "MODEL_DIR"]

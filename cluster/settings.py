@@ -76,6 +76,9 @@ class TrainerSettings(_Section):
     """Stop after this many optimizer steps. Empty runs `epochs` full epochs."""
     epochs: int = Field(1, ge=1)
     """Passes over the training data when max_steps is empty."""
+    stop_after_steps: int | None = Field(None, ge=1)
+    """End this run early at this step, with a checkpoint, keeping the schedule of the full run; continue
+    later with --resume (for time-boxed or preemptible jobs). Empty runs to the end."""
     checkpoint_every: int = Field(200, ge=1)
     """Save a checkpoint every this many steps, and always at the end."""
     keep_checkpoints: int = Field(2, ge=1)

@@ -27,6 +27,22 @@ def _skip_shm_op_build() -> None:
         module.build_shm_op = lambda: None
 
 
+def register_external_parameters(engine) -> None:
+    """ZeRO-3 gathers a module's parameters only around that module's own forward. The model reads a few
+    parameters of submodules directly (modality-type rows, the MLM decoder tied to the word embeddings, the
+    slices of the masked-category classifier); declare them so DeepSpeed gathers them for the parent."""
+    from deepspeed.runtime.zero.partition_parameters import register_external_parameter
+
+    root = engine.module
+    backbone = getattr(root, "finmm", root)
+    register_external_parameter(backbone, backbone.modality_embeddings.weight)
+    if hasattr(root, "mlm_head"):
+        register_external_parameter(root, backbone.word_embeddings.weight)
+    if hasattr(root, "mfm_heads"):
+        register_external_parameter(root, root.mfm_heads.categorical.weight)
+        register_external_parameter(root, root.mfm_heads.categorical.bias)
+
+
 def build_training_model(spec: LoopSpec):
     """Pretraining: FinMMForPretraining. Finetuning: FinMMForTask from `init_from` (a saved backbone or
     task folder) or from the preset."""
@@ -146,6 +162,8 @@ def train_loop_per_worker(config: dict) -> None:
     engine, _, _, _ = deepspeed.initialize(
         model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config
     )
+    if engine.zero_optimization_partition_weights():
+        register_external_parameters(engine)
     streams = spec.stream_specs
     state = {"step": 0, "positions": {s.name: [0, 0] for s in streams}, "metrics": {}}
     resumed_from = None
@@ -168,7 +186,8 @@ def train_loop_per_worker(config: dict) -> None:
     accumulation = trainer.deepspeed.gradient_accumulation_steps
     window = {"samples": 0, "tokens": 0, "t0": time.perf_counter(), "losses": {}, "n": 0}
     engine.train()
-    while state["step"] < spec.total_steps:
+    last_step = min(spec.total_steps, trainer.stop_after_steps or spec.total_steps)
+    while state["step"] < last_step:
         step = state["step"]
         torch.manual_seed(trainer.seed + 1_000_003 * (step + 1) + rank)  # dropout replays exactly on resume
         generator = torch.Generator().manual_seed(trainer.seed * 7 + 104_729 * (step + 1) + rank)
@@ -192,7 +211,7 @@ def train_loop_per_worker(config: dict) -> None:
 
         metrics: dict = {"step": step}
         end_of_epoch = spec.kind == "finetune" and (step % spec.steps_per_epoch == 0 or step == spec.total_steps)
-        if step % trainer.log_every == 0 or step == spec.total_steps or end_of_epoch:
+        if step % trainer.log_every == 0 or step == last_step or end_of_epoch:
             elapsed = max(time.perf_counter() - window["t0"], 1e-9)
             metrics.update({k: v / max(window["n"], 1) for k, v in window["losses"].items()})
             metrics.update({
@@ -213,7 +232,7 @@ def train_loop_per_worker(config: dict) -> None:
             print(f"[finmm] step {step}/{spec.total_steps} | {shown}", flush=True)
         state["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))} or state["metrics"]
 
-        if step % trainer.checkpoint_every == 0 or step == spec.total_steps:
+        if step % trainer.checkpoint_every == 0 or step == last_step:
             with tempfile.TemporaryDirectory(prefix="finmm-ckpt-") as tmp:
                 save_rank_checkpoint(engine, Path(tmp), _export(spec), dict(state))
                 ray.train.report(

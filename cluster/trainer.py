@@ -167,12 +167,18 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
     specs = [task_spec(t) for t in tasks]
     streams, datasets, validation, heads = [], {}, [], {}
     for task in specs:
-        stream = task_stream(task.name, task.head, task.datasets, output_dir)
+        prepared = tuple(d for d in task.datasets if (output_dir / d / "manifest.json").exists())
+        if not prepared:
+            raise FileNotFoundError(
+                f"task {task.name} trains on {', '.join(task.datasets)}, none of which is prepared under "
+                f"{output_dir}; run `finmm prepare --datasets {','.join(task.datasets)}` first"
+            )
+        stream = task_stream(task.name, task.head, prepared, output_dir)
         datasets.update(build_rank_datasets(stream, output_dir, "train", trainer.num_workers, trainer.batch_size,
                                             trainer.seed))
         streams.append(stream)
         heads[task.head] = dict(task.head_kwargs)
-        for dataset in task.datasets:
+        for dataset in prepared:
             if not (output_dir / dataset / "validation").is_dir():
                 continue
             val = task_stream(task.name, task.head, (dataset,), output_dir)

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.utils import ModelOutput
 
 from .config import MODALITIES, FinMMConfig
 from .embedders import EMBEDDERS, ImageEmbedder, SeriesEmbedder, TabularEmbedder
@@ -27,15 +28,18 @@ Embedded = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
-class FinMMOutput:
-    hidden_states: torch.Tensor
+class FinMMOutput(ModelOutput):
+    """A ModelOutput (a dict underneath), so wrappers such as DeepSpeed ZeRO-3 find the tensors in it and
+    can hook the backward pass; a plain dataclass hides them."""
+
+    hidden_states: torch.Tensor | None = None
     """(B, T, D) final hidden states of the fused sequence."""
-    mask: torch.Tensor
+    mask: torch.Tensor | None = None
     """(B, T) bool, True where a real token sits."""
-    segments: dict[str, slice]
+    segments: dict[str, slice] | None = None
     """Which slice of T belongs to which modality; "cls" is slice(0, 1). The text slice starts at 1 (its
     [CLS] is the CLS slot), so text position i maps to sequence position i."""
-    pooled: torch.Tensor
+    pooled: torch.Tensor | None = None
     """(B, D) hidden state of the CLS slot."""
 
 

@@ -1,0 +1,204 @@
+"""Score a finetuned finmm bundle (a `save_pretrained` folder) on a task's prepared test split(s).
+
+The test shards are read with pyarrow directly (no Ray Train), collated with the bundle's own
+`preprocessing_state["layout"]`, run through `FinMMForTask` in eval mode without gradients, and the
+probabilities are mapped back to row ids and handed to `cluster.evaluation.evaluators`, so finmm is scored
+exactly like the baselines. Ablations drop a modality's key from every batch at inference time (the model was
+trained with it; this measures what the trained model draws from each input, not what a model trained
+without it would reach).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from actors.collate import BatchLayout, collate
+from actors.columns import MODALITY_COLUMNS
+from actors.manifest import MANIFEST
+from cluster.evaluation import evaluators as ev
+from cluster.evaluation.data import load_rows
+from cluster.tasks import task_spec
+
+BATCH_SIZE = 64
+STOCK_MODALITIES = ("text", "image", "series")
+
+
+def prepared_modalities(output_dir: str | Path, dataset: str) -> list[str]:
+    path = Path(output_dir) / dataset / MANIFEST
+    if not path.exists():
+        raise FileNotFoundError(f"{dataset} is not prepared ({path} missing): run `finmm prepare --datasets {dataset}`")
+    return list(json.loads(path.read_text()).get("modalities", []))
+
+
+def read_split(output_dir: str | Path, dataset: str, split: str, max_rows: int | None = None) -> pa.Table:
+    """The prepared shards of one split: `id`, `label` and every model-input column, in file order."""
+    folder = Path(output_dir) / dataset / split
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no prepared {split!r} shards of {dataset!r} in {folder}")
+    modalities = prepared_modalities(output_dir, dataset)
+    wanted = ["id", "label"] + [c for m in modalities for c in MODALITY_COLUMNS[m] if c in ("input_ids",
+              "attention_mask", "pixel_values", "tab_numeric", "tab_numeric_missing", "tab_categorical",
+              "series_values", "series_mask")]  # fmt: skip
+    tables, n = [], 0
+    for f in files:
+        t = pq.read_table(f, columns=[c for c in wanted if c in pq.read_schema(f).names])
+        tables.append(t)
+        n += len(t)
+        if max_rows is not None and n >= max_rows:
+            break
+    table = pa.concat_tables(tables)
+    return table.slice(0, max_rows) if max_rows is not None else table
+
+
+def batches(table: pa.Table, layout: BatchLayout, tabular_dataset: str | None, batch_size: int = BATCH_SIZE,
+            drop: Sequence[str] = ()) -> Iterator[tuple[list[str], dict]]:
+    """(row ids, model batch) per `batch_size` rows; modalities in `drop` are removed from the batch."""
+    for start in range(0, len(table), batch_size):
+        part = table.slice(start, batch_size)
+        rows = {c: part[c].to_pylist() for c in part.column_names if c not in ("id",)}
+        batch = collate(rows, layout, tabular_dataset)
+        batch.pop("labels", None)
+        for m in drop:
+            batch.pop(m, None)
+        yield part["id"].to_pylist(), batch
+
+
+@torch.no_grad()
+def predict(model, head: str, table: pa.Table, layout: BatchLayout, tabular_dataset: str | None,
+            drop: Sequence[str] = (), batch_size: int = BATCH_SIZE) -> pd.Series | pd.DataFrame:
+    """Probabilities keyed by row id: a Series (credit_risk: P(default)) or a DataFrame (class probabilities)."""
+    model.eval()
+    ids, probs = [], []
+    for batch_ids, batch in batches(table, layout, tabular_dataset, batch_size, drop):
+        if not any(batch.get(m) is not None for m in ("text", "image", "tabular", "series")):
+            raise ValueError(f"dropping {list(drop)} leaves no modality in the batch")
+        ids += batch_ids
+        probs.append(model(batch)[head]["probs"].float().numpy())
+    values = np.concatenate(probs) if probs else np.zeros((0,))
+    return pd.Series(values, index=ids) if values.ndim == 1 else pd.DataFrame(values, index=ids)
+
+
+def _layout(bundle) -> BatchLayout:
+    state = bundle.preprocessing_state or {}
+    if "layout" not in state:
+        raise ValueError("the bundle has no preprocessing_state.json with a layout; was it written by finmm finetune?")
+    return BatchLayout.from_dict(state["layout"])
+
+
+def reason_code_examples(model, table: pa.Table, layout: BatchLayout, dataset: str, n: int = 5, k: int = 4,
+                         steps: int = 8) -> list[dict]:
+    """Integrated-gradient reason codes (top tabular features raising P(default)) for the first `n` rows."""
+    from model.explain import explain, reason_codes
+
+    part = table.slice(0, n)
+    ids, batch = next(batches(part, layout, dataset, batch_size=n))
+    exp = explain(model, batch, "credit_risk", steps=steps)
+    codes = reason_codes(exp, k=k)
+    return [{"id": i, "p_default": float(s), "reason_codes": c}
+            for i, s, c in zip(ids, exp.score.tolist(), codes, strict=True)]
+
+
+def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, data_root: str | Path | None = None,
+                    max_rows: int | None = None) -> dict:
+    """Every EVAL.md figure of the bundle on `task`'s data sets (German Credit excluded: see `german_cv`),
+    plus the ablations and, for credit, reason codes. Returns {dataset: {...}}; predictions under
+    "_predictions" (not JSON)."""
+    from model.bundle import load_bundle
+
+    torch.set_num_threads(2)
+    bundle = load_bundle(model_dir)
+    layout = _layout(bundle)
+    spec = task_spec(task)
+    out: dict = {}
+    for dataset in spec.datasets:
+        start = time.perf_counter()
+        modalities = prepared_modalities(output_dir, dataset)
+        tab = dataset if "tabular" in modalities else None
+        table = read_split(output_dir, dataset, "test", max_rows)
+        rows = load_rows(dataset, data_root, max_rows)
+        rows = rows[rows["id"].isin(set(table["id"].to_pylist())) | (rows["split"] != "test")]
+        pred = predict(bundle.model, spec.head, table, layout, tab)
+        item: dict = {"_predictions": pred}
+        if dataset == "lending_club":
+            text_off = predict(bundle.model, spec.head, table, layout, tab, drop=("text",))
+            item["figures"] = ev.evaluate_lending_club(rows, text_off, pred)
+            item["ablation_note"] = "tabular = the same model with the text modality dropped at inference"
+            item["reason_codes"] = reason_code_examples(bundle.model, table, layout, dataset)
+        else:
+            item["figures"] = ev.EVALUATORS[dataset](rows, pred)
+        if dataset == "stocknet":
+            item["ablations"] = {}
+            for m in STOCK_MODALITIES:
+                if m in modalities:
+                    dropped = predict(bundle.model, spec.head, table, layout, tab, drop=(m,))
+                    item["ablations"][f"without_{m}"] = ev.evaluate_stocknet(rows, dropped)["test"]
+        item["wall_s"] = round(time.perf_counter() - start, 2)
+        item["n_scored"] = len(table)
+        out[dataset] = item
+    return out
+
+
+# ------------------------------------------------------------------------------------- German Credit CV
+
+
+def german_fold_views(output_dir: str | Path, work_dir: str | Path) -> list[Path]:
+    """Per CV fold k, a prepared-data folder whose german_credit has `train` = the other four folds' shards and
+    `test` = fold k's (hard links, or copies across file systems), plus the manifest and the tokenizer."""
+    import os
+    import shutil
+
+    src = Path(output_dir) / "german_credit"
+    folds = sorted(p.name for p in src.iterdir() if p.is_dir() and p.name.startswith("fold"))
+    views = []
+    for k, fold in enumerate(folds):
+        view = Path(work_dir) / f"fold{k}"
+        shutil.rmtree(view, ignore_errors=True)
+        target = view / "german_credit"
+        for split, members in (("train", [f for f in folds if f != fold]), ("test", [fold])):
+            (target / split).mkdir(parents=True)
+            for member in members:
+                for f in sorted((src / member).glob("*.parquet")):
+                    dst = target / split / f"{member}-{f.name}"
+                    try:
+                        os.link(f, dst)
+                    except OSError:
+                        shutil.copyfile(f, dst)
+        shutil.copyfile(src / MANIFEST, target / MANIFEST)
+        shutil.copyfile(Path(output_dir) / "tokenizer.json", view / "tokenizer.json")
+        views.append(view)
+    return views
+
+
+def german_cv(settings, work_dir: str | Path = "artifacts/eval/german_cv", data_root=None) -> dict:
+    """finmm on German Credit by EVAL.md's 5-fold CV: five finetunes of the credit_risk head (train = four
+    folds, no validation split, fixed settings.finetune hyperparameters), each scoring its held-out fold.
+    Needs a running Ray cluster (finmm.ray_runtime.ensure_ray). Costs five finetunes."""
+    from cluster.tasks import TASKS, TaskSpec
+    from cluster.trainer import finetune
+    from model.bundle import load_bundle
+
+    TASKS.setdefault("german_credit_cv", TaskSpec("german_credit_cv", "credit_risk", ("german_credit",),
+                                                  score=TASKS["credit_risk"].score, selection_metric="auc"))
+    parts, wall = [], {}
+    for k, view in enumerate(german_fold_views(settings.data.output_dir, work_dir)):
+        fold_settings = settings.model_copy(deep=True)
+        fold_settings.data.output_dir = view
+        fold_settings.finetune.output_dir = Path(work_dir) / f"model-fold{k}"
+        outcome = finetune(fold_settings, ["german_credit_cv"], name=f"german-cv-fold{k}")
+        wall[f"fold{k}"] = round(outcome.wall_s, 1)
+        bundle = load_bundle(outcome.model_dir)
+        table = read_split(view, "german_credit", "test")
+        parts.append(predict(bundle.model, "credit_risk", table, _layout(bundle), "german_credit"))
+    pred = pd.concat(parts)
+    rows = load_rows("german_credit", data_root)
+    return {"figures": ev.evaluate_german_credit(rows, pred), "wall_s": wall, "_predictions": pred}

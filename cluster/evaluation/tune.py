@@ -1,0 +1,164 @@
+"""Hyperparameter search for `finmm finetune` with Ray Tune: ASHA over the validation split, never test.
+
+Each trial is one Ray Train run (`cluster.trainer.finetune`, a TorchTrainer with DeepSpeed) called from a
+Tune function trainable. The trainer scores the validation split after every epoch and appends the figures
+to `<run_dir>/metrics.jsonl`; the trainable follows that file and reports each epoch's validation score to
+Tune, so ASHA can stop weak trials after their first epochs. The best trial's settings are written back as a
+recipe (`cluster/recipes/<task>.tuned.yaml`) that `finmm finetune` takes (see `cluster.evaluation.recipes`).
+
+Search space (dotted config keys): learning rate (log-uniform), epochs, per-worker batch size and, where the
+config has them, per-task loss weights (`finetune.loss_weights`: a finetune sums the task heads' losses,
+so weights only matter when several tasks are finetuned together; the current FinetuneSection has no such
+field, in which case the dimension is left out and the report says so).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cluster.evaluation.recipes import RECIPES_DIR, write_recipe
+from cluster.tasks import task_spec
+
+SCORE = "score"
+
+
+def search_space(settings, tasks: list[str]) -> dict:
+    """Tune distributions keyed by dotted config key."""
+    from ray import tune
+
+    space = {
+        "finetune.learning_rate": tune.loguniform(1e-5, 2e-4),
+        "finetune.epochs": tune.choice([1, 2, 3, 4]),
+        "finetune.batch_size": tune.choice([16, 32, 64]),
+    }
+    fields = type(settings.finetune).model_fields
+    if len(tasks) > 1 and "loss_weights" in fields:
+        for task in tasks:
+            space[f"finetune.loss_weights.{task}"] = tune.uniform(0.25, 2.0)
+    return space
+
+
+def validation_score(metrics: dict, task: str) -> float | None:
+    """Mean over the task's data sets of `val/<dataset>/<selection metric>`, or None if absent."""
+    spec = task_spec(task)
+    values = [metrics[f"val/{d}/{spec.selection_metric}"] for d in spec.datasets
+              if f"val/{d}/{spec.selection_metric}" in metrics]
+    return sum(values) / len(values) if values else None
+
+
+def apply_overrides(base: dict, overrides: dict) -> dict:
+    """A copy of the settings dict `base` with dotted keys set."""
+    out = json.loads(json.dumps(base))
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def _epoch_scores(metrics_path: Path, task: str, seen: int) -> list[tuple[float, float]]:
+    """(epoch, score) of validation lines after the first `seen` ones."""
+    if not metrics_path.exists():
+        return []
+    found = []
+    for line in metrics_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        score = validation_score(record, task)
+        if score is not None:
+            found.append((float(record.get("epoch", len(found) + 1)), score))
+    return found[seen:]
+
+
+def trial(config: dict) -> None:
+    """Tune function trainable: one finetune with the sampled overrides, reporting validation per epoch."""
+    from ray import tune
+
+    from finmm.config import FinMMSettings
+
+    tasks, base, overrides = config["tasks"], config["base"], config["overrides"]
+    trial_dir = Path(config["work_dir"]) / tune.get_context().get_trial_id()
+    settings = FinMMSettings.model_validate(apply_overrides(base, overrides | {
+        "cluster.storage_path": str(trial_dir / "runs"), "finetune.output_dir": str(trial_dir / "model")}))
+    from cluster.trainer import finetune
+
+    name = "run"
+    box: dict = {}
+    worker = threading.Thread(target=lambda: box.update(outcome=_catch(finetune, settings, tasks, name=name)),
+                              daemon=True)
+    worker.start()
+    metrics_path = trial_dir / "runs" / name / "metrics.jsonl"
+    reported = 0
+    while worker.is_alive() or reported == 0:
+        for epoch, score in _epoch_scores(metrics_path, tasks[0], reported):
+            tune.report({SCORE: score, "epoch": epoch})
+            reported += 1
+        if not worker.is_alive():
+            break
+        time.sleep(2.0)
+    for epoch, score in _epoch_scores(metrics_path, tasks[0], reported):
+        tune.report({SCORE: score, "epoch": epoch})
+        reported += 1
+    error = box.get("outcome")
+    if isinstance(error, BaseException):
+        raise error
+    if reported == 0:
+        raise RuntimeError(f"trial finished without a validation score in {metrics_path}")
+
+
+def _catch(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except BaseException as exc:  # re-raised in the trainable's thread
+        return exc
+
+
+@dataclass
+class TuneOutcome:
+    metric: str
+    best_score: float
+    best_overrides: dict
+    recipe_path: Path
+    trials: list[dict]
+
+
+def tune_task(settings, task: str, *, num_samples: int = 8, max_concurrent: int = 1,
+              work_dir: str | Path = "artifacts/tune", recipe_path: str | Path | None = None) -> TuneOutcome:
+    """ASHA search for `task` (validation split only); writes the best settings as a recipe."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    spec = task_spec(task)
+    work_dir = Path(work_dir).resolve() / task
+    space = search_space(settings, [task])
+    max_epochs = 4
+    param_space = {"tasks": [task], "base": settings.model_dump(mode="json"), "work_dir": str(work_dir),
+                   "overrides": space}
+    trainable = tune.with_resources(trial, {"CPU": 0})  # the nested TorchTrainer reserves the CPUs
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=SCORE, mode="max", num_samples=num_samples, max_concurrent_trials=max_concurrent,
+            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=max_epochs, grace_period=1,
+                                    reduction_factor=2)),
+        run_config=tune.RunConfig(name=f"tune-{task}", storage_path=str(work_dir)),
+    )
+    grid = tuner.fit()
+    best = grid.get_best_result(metric=SCORE, mode="max", scope="all")
+    overrides = dict(best.config["overrides"])
+    trials = [{"overrides": r.config["overrides"], SCORE: (r.metrics or {}).get(SCORE)} for r in grid]
+    recipe_path = Path(recipe_path) if recipe_path else RECIPES_DIR / f"{task}.tuned.yaml"
+    score = float(best.metrics[SCORE]) if best.metrics and SCORE in best.metrics else float("nan")
+    write_recipe(recipe_path, {"finetune.tasks": [task], "model.preset": settings.model.preset, **overrides},
+                 comment=f"written by `finmm tune --task {task}`: best of {len(trials)} trials (ASHA), validation "
+                         f"{spec.selection_metric} {score:.4f}.\nChosen on the validation split only.")
+    return TuneOutcome(spec.selection_metric, score, overrides, recipe_path, trials)

@@ -184,7 +184,7 @@ def train_loop_per_worker(config: dict) -> None:
         print(f"[finmm] resumed at step {resumed_from} from the last checkpoint", flush=True)
 
     accumulation = trainer.deepspeed.gradient_accumulation_steps
-    window = {"samples": 0, "tokens": 0, "t0": time.perf_counter(), "losses": {}, "n": 0}
+    window = {"samples": 0, "tokens": 0, "t0": time.perf_counter(), "losses": {}, "counts": {}}
     engine.train()
     last_step = min(spec.total_steps, trainer.stop_after_steps or spec.total_steps)
     while state["step"] < last_step:
@@ -200,10 +200,11 @@ def train_loop_per_worker(config: dict) -> None:
                 out = _forward(engine, spec, reader.spec, batch, generator)
                 total = out["loss"] if total is None else total + out["loss"]
                 for name, value in out.items():
-                    if name != "loss":
+                    if name != "loss":  # each objective's mean over the streams and micro-batches that had it
                         window["losses"][name] = window["losses"].get(name, 0.0) + float(value.detach())
+                        window["counts"][name] = window["counts"].get(name, 0) + 1
             window["losses"]["loss"] = window["losses"].get("loss", 0.0) + float(total.detach())
-            window["n"] += 1
+            window["counts"]["loss"] = window["counts"].get("loss", 0) + 1
             engine.backward(total)
             engine.step()
         state["step"] = step = step + 1
@@ -213,14 +214,14 @@ def train_loop_per_worker(config: dict) -> None:
         end_of_epoch = spec.kind == "finetune" and (step % spec.steps_per_epoch == 0 or step == spec.total_steps)
         if step % trainer.log_every == 0 or step == last_step or end_of_epoch:
             elapsed = max(time.perf_counter() - window["t0"], 1e-9)
-            metrics.update({k: v / max(window["n"], 1) for k, v in window["losses"].items()})
+            metrics.update({k: v / max(window["counts"][k], 1) for k, v in window["losses"].items()})
             metrics.update({
                 "lr": float(engine.get_lr()[0]),
                 "samples_per_s": window["samples"] * world / elapsed,
                 "tokens_per_s": window["tokens"] * world / elapsed,
                 "epoch": round(step / max(spec.steps_per_epoch, 1), 3),
             })
-            window = {"samples": 0, "tokens": 0, "t0": time.perf_counter(), "losses": {}, "n": 0}
+            window = {"samples": 0, "tokens": 0, "t0": time.perf_counter(), "losses": {}, "counts": {}}
         if end_of_epoch and spec.validation:
             metrics.update(_validate(engine, spec, layout, rank, world))
         if rank == 0 and len(metrics) > 1:

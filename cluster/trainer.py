@@ -77,7 +77,7 @@ def _run_name(kind: str, label: str) -> str:
 
 def _fit(spec: LoopSpec, trainer: TrainerSettings, datasets: dict, name: str, storage: Path,
          resume_from: Path | None, num_to_keep: int) -> None:
-    from ray.train import Checkpoint, CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     env_vars = {"RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
@@ -101,8 +101,9 @@ def _fit(spec: LoopSpec, trainer: TrainerSettings, datasets: dict, name: str, st
         ),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=[]),
-        resume_from_checkpoint=Checkpoint.from_directory(str(resume_from)) if resume_from else None,
     )
+    # Resuming needs nothing more: Train V2 restores a run from the latest checkpoint it finds under
+    # storage_path/name (`resume_from_checkpoint` is deprecated there), and _resolve_resume reuses both.
     torch_trainer.fit()
 
 

@@ -100,7 +100,7 @@ def _fit_lgbm_early(model, x_train, y_train, x_val, y_val, categorical="auto"):
     """Fit with early stopping on the validation split's log-loss; returns the number of trees kept."""
     import lightgbm as lgb
 
-    model.fit(x_train, y_train, eval_set=[(x_val, y_val)], categorical_feature=categorical,
+    model.fit(x_train, y_train, eval_X=(x_val,), eval_y=(y_val,), categorical_feature=categorical,
               callbacks=[lgb.early_stopping(100, verbose=False)])
     return int(model.best_iteration_ or model.n_estimators)
 
@@ -251,6 +251,7 @@ TEXT_FEATURES: dict[str, tuple[str, ...]] = {
     "fincuge_finfe": ("char 1-3-grams",),
 }
 """Candidate TF-IDF feature sets per data set; the one with the best validation accuracy is kept."""
+NUM_CLASSES = {"financial_phrasebank": 3, "fincuge_finfe": 3, "banking77": 77}
 TEXT_EVALUATORS = {"financial_phrasebank": ev.evaluate_phrasebank, "fincuge_finfe": ev.evaluate_finfe,
                    "banking77": ev.evaluate_banking77}
 
@@ -286,7 +287,7 @@ def tfidf_classifier(dataset: str, rows: pd.DataFrame, kind: str = "logreg", gri
     vec = vectorizers[feature_set]
     model = _text_model(kind, best).fit(vec.transform(train["text"]), train["label"])
     probs = _text_probs(model, vec.transform(test["text"]))
-    n_classes = int(rows["label"].max()) + 1
+    n_classes = NUM_CLASSES[dataset]
     if probs.shape[1] != n_classes:  # a class absent from a (sliced) train split
         full = np.zeros((len(test), n_classes))
         full[:, model.classes_] = probs
@@ -351,14 +352,14 @@ STOCKNET_LGBM_GRID = (
 """Candidate LightGBM settings; the one with the best validation accuracy is kept."""
 
 
-def stocknet_lightgbm(rows: pd.DataFrame) -> BaselineResult:
+def stocknet_lightgbm(rows: pd.DataFrame, grid: tuple[dict, ...] = STOCKNET_LGBM_GRID) -> BaselineResult:
     """LightGBM on `series_features`; trees by early stopping on validation log-loss, then the setting of
     `STOCKNET_LGBM_GRID` with the best validation accuracy."""
     start = time.perf_counter()
     train, val, test = split(rows, "train"), split(rows, "validation"), split(rows, "test")
     x_train, x_val, x_test = (series_features(p["series"]) for p in (train, val, test))
     fitted = []
-    for params in STOCKNET_LGBM_GRID:
+    for params in grid:
         model = _lgbm(**params)
         trees = _fit_lgbm_early(model, x_train, train["label"], x_val, val["label"])
         acc = accuracy_score(val["label"], model.predict(x_val))

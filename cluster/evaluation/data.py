@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from actors.settings import DataSection
@@ -29,7 +30,7 @@ TASK_DATASETS = {
 credit_risk head is finetuned on Lending Club (German needs one finetune per CV fold, see finmm_eval)."""
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=8)
 def _load(name: str, root: str | None, max_rows: int | None) -> pd.DataFrame:
     settings = DataSection(root=Path(root) if root else None, max_rows_per_split=max_rows)
     if name == "stocknet":
@@ -50,9 +51,21 @@ def _stocknet_rows(settings: DataSection) -> pd.DataFrame:
 
 
 def load_rows(name: str, root: str | Path | None = None, max_rows: int | None = None) -> pd.DataFrame:
-    """The accepted rows of data set `name` (id, split, label, modality columns, subset flags), optionally the
-    first `max_rows` of each split (quick runs). Cached per process; callers must not modify the frame."""
-    return _load(name, str(root) if root else None, max_rows)
+    """The accepted rows of data set `name` (id, split, label, modality columns, subset flags); with
+    `max_rows`, at most that many rows of each split, evenly spaced through the split (files such as
+    Banking77's are sorted by class, so the first rows would hold a few classes only). Cached per process;
+    callers must not modify the frame."""
+    rows = _load(name, str(root) if root else None, None)
+    return rows if max_rows is None else evenly_spaced(rows, max_rows)
+
+
+def evenly_spaced(rows: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    """At most `max_rows` rows per split, every k-th row of the split in file order (deterministic)."""
+    parts = []
+    for _, part in rows.groupby("split", sort=False):
+        take = np.unique(np.linspace(0, len(part) - 1, min(max_rows, len(part))).round().astype(int))
+        parts.append(part.iloc[take])
+    return pd.concat(parts).reset_index(drop=True)
 
 
 def split(rows: pd.DataFrame, *names: str) -> pd.DataFrame:

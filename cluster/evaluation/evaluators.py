@@ -235,4 +235,4 @@ def headline(dataset: str, figures: dict) -> dict[str, float]:
     elif dataset == "stocknet":
         pick = {"accuracy": figures["test"].get("accuracy"), "mcc": figures["test"].get("mcc"),
                 "n_test": figures["n_test"]}
-    return {k: v for k, v in pick.items() if v is not None}
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in pick.items() if v is not None}

@@ -125,7 +125,7 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
         modalities = prepared_modalities(output_dir, dataset)
         tab = dataset if "tabular" in modalities else None
         table = read_split(output_dir, dataset, "test", max_rows)
-        rows = load_rows(dataset, data_root, max_rows)
+        rows = load_rows(dataset, data_root)  # scored rows = the test rows read (max_rows: the shards' first)
         rows = rows[rows["id"].isin(set(table["id"].to_pylist())) | (rows["split"] != "test")]
         pred = predict(bundle.model, spec.head, table, layout, tab)
         item: dict = {"_predictions": pred}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,8 +101,10 @@ def plain_finetune(rows: pd.DataFrame, num_classes: int, cfg: PlainConfig | None
             loss.backward()
             optim.step()
             sched.step()
-        acc = float((_predict(model, tokenizer, val["text"].tolist(), cfg).argmax(1) == val["label"].to_numpy()).mean())
-        history.append({"epoch": epoch + 1, "validation_accuracy": acc, "elapsed_s": round(time.perf_counter() - start)})
+        val_pred = _predict(model, tokenizer, val["text"].tolist(), cfg).argmax(1)
+        acc = float((val_pred == val["label"].to_numpy()).mean())
+        elapsed = round(time.perf_counter() - start)
+        history.append({"epoch": epoch + 1, "validation_accuracy": acc, "elapsed_s": elapsed})
         log(f"plain finetune epoch {epoch + 1}: validation accuracy {acc:.4f}")
         if acc > best_acc:
             best_acc, best_state = acc, copy.deepcopy(model.state_dict())
@@ -110,3 +113,54 @@ def plain_finetune(rows: pd.DataFrame, num_classes: int, cfg: PlainConfig | None
     summary = {"config": cfg.__dict__, "history": history, "epoch_kept": int(np.argmax([h["validation_accuracy"]
                for h in history]) + 1), "train_rows": len(train), "wall_s": round(time.perf_counter() - start, 1)}
     return pd.DataFrame(probs, index=test["id"].to_numpy()), summary
+
+
+MODEL_NAME = "plain MiniLM finetune (text only, mean-pooled + linear)"
+NUM_CLASSES = {"financial_phrasebank": 3, "fincuge_finfe": 3, "banking77": 77}
+
+
+def record(dataset: str, rows: pd.DataFrame, folder: str | Path, cfg: PlainConfig | None = None) -> Path:
+    """Run the plain finetune on `dataset` and save its figures as `<folder>/<dataset>.json`, which
+    `finmm evaluate` then shows beside the cheap baselines (it is too slow to rerun on every evaluate)."""
+    import json
+
+    from cluster.evaluation import evaluators as ev
+
+    probs, summary = plain_finetune(rows, NUM_CLASSES[dataset], cfg)
+    figures = ev.EVALUATORS[dataset](rows, probs)
+    entry = {"dataset": dataset, "model": MODEL_NAME, "figures": figures, "headline": ev.headline(dataset, figures),
+             "selected": {"epoch_kept": summary["epoch_kept"]}, "wall_s": summary["wall_s"],
+             "notes": f"recorded run of {time.strftime('%Y-%m-%d')}; {summary['train_rows']} train rows",
+             "summary": summary}
+    path = Path(folder) / f"{dataset}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entry, indent=2))
+    return path
+
+
+def recorded(dataset: str, folder: str | Path) -> dict | None:
+    """The saved plain-finetune entry of `dataset`, if `record` has been run."""
+    import json
+
+    path = Path(folder) / f"{dataset}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from cluster.evaluation.data import load_rows
+
+    parser = argparse.ArgumentParser(description="Record the plain MiniLM finetune baseline of a text data set.")
+    parser.add_argument("dataset", choices=sorted(NUM_CLASSES))
+    parser.add_argument("--out", default="artifacts/reports/plain_finetune")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    cfg = PlainConfig(epochs=args.epochs, threads=args.threads)
+    path = record(args.dataset, load_rows(args.dataset), args.out, cfg)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,7 @@ MARGIN = dict(left=60, right=20, top=36, bottom=50)
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
-def _canvas(title: str, width: int = W, height: int = H) -> tuple[Image.Image, ImageDraw.ImageDraw, ImageFont.ImageFont]:
+def _canvas(title: str, width: int = W, height: int = H):
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()

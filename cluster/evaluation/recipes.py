@@ -69,7 +69,8 @@ def merge_recipe(config_path: str | Path | None, recipe_path: str | Path, out_pa
     merged = deep_merge(base or {}, read_recipe(recipe_path))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(f"# {config_path or 'defaults'} + recipe {recipe_path}\n" + yaml.safe_dump(merged, sort_keys=False))
+    header = f"# {config_path or 'defaults'} + recipe {recipe_path}\n"
+    out_path.write_text(header + yaml.safe_dump(merged, sort_keys=False))
     load_settings(out_path)  # raises ConfigError naming the key if the recipe does not fit the schema
     return out_path
 

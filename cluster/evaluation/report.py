@@ -17,9 +17,8 @@ from actors.manifest import MANIFEST, sha256_file
 from cluster.evaluation import evaluators as ev
 from cluster.evaluation import plots
 
-HIGHER_IS_BETTER = ("auc", "ks", "accuracy", "macro_f1", "mcc")
-PRIMARY = {"german_credit": "auc_mean", "lending_club": "tabular_text_auc", "financial_phrasebank": "accuracy",
-           "fincuge_finfe": "accuracy", "banking77": "accuracy", "stocknet": "mcc"}
+PRIMARY = {"german_credit": "auc_mean", "lending_club": "test AUC (richest inputs)",
+           "financial_phrasebank": "accuracy", "fincuge_finfe": "accuracy", "banking77": "accuracy", "stocknet": "mcc"}
 CLASS_NAMES = {"financial_phrasebank": ["negative", "neutral", "positive"],
                "fincuge_finfe": ["negative", "neutral", "positive"], "stocknet": ["fall", "rise"]}
 
@@ -30,6 +29,15 @@ def git_commit(cwd: str | Path = ".") -> str | None:
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def git_dirty(cwd: str | Path = ".") -> bool | None:
+    """True when the working tree has uncommitted changes (the commit alone does not pin the code)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return bool(out.stdout.strip())
 
 
 def data_checksums(dataset: str, output_dir: str | Path, data_root: str | Path | None) -> dict:
@@ -52,12 +60,14 @@ def data_checksums(dataset: str, output_dir: str | Path, data_root: str | Path |
             digest.update(sha256_file(root / dataset / rel).encode())
         return {"from": "raw files (not prepared)", "files": len(files), "sha256_of_sha256s": digest.hexdigest()}
     return {"from": "raw files (not prepared)",
-            "source_files": [{"path": str(root / dataset / f), "sha256": sha256_file(root / dataset / f)} for f in files]}
+            "source_files": [{"path": str(root / dataset / f), "sha256": sha256_file(root / dataset / f)}
+                             for f in files]}
 
 
 def _primary(dataset: str, headline: dict) -> float | None:
-    key = PRIMARY[dataset]
-    return headline.get(key, headline.get("tabular_auc") if dataset == "lending_club" else None)
+    if dataset == "lending_club":  # tabular + text where the model reads text, else tabular alone
+        return headline.get("tabular_text_auc", headline.get("tabular_auc"))
+    return headline.get(PRIMARY[dataset])
 
 
 def findings(dataset: str, baselines: list[dict], finmm: dict) -> list[str]:
@@ -78,8 +88,9 @@ def findings(dataset: str, baselines: list[dict], finmm: dict) -> list[str]:
             lines.append(f"finmm LOSES on {key} ({value:.4f}) to: " + ", ".join(f"{m} ({v:.4f})" for m, v in worse))
         else:
             lines.append(f"finmm ({value:.4f}) is at least as good as every baseline on {key}")
-        if dataset == "stocknet":
-            lines.append(f"StockNet MCC standard error is about {ev.STOCKNET_MCC_STDERR}: smaller gaps are noise")
+    if dataset == "stocknet":
+        lines.append(f"StockNet test MCC has a standard error of about {ev.STOCKNET_MCC_STDERR}: "
+                     "smaller gaps are noise")
     return lines
 
 
@@ -96,7 +107,8 @@ def _plots(dataset: str, entry: dict, folder: Path, stem: str) -> list[str]:
                 roc.append((f"{name[:22]} {f['auc']:.3f}", f["roc"]["fpr"], f["roc"]["tpr"]))
                 rel.append((name[:30], [b["mean_predicted"] for b in f["reliability"]],
                             [b["observed_rate"] for b in f["reliability"]]))
-        made.append(plots.line_plot(folder / f"{stem}_{dataset}_roc.png", roc, f"{dataset}: ROC (test)",
+        where = "pooled out-of-fold" if dataset == "german_credit" else "test"
+        made.append(plots.line_plot(folder / f"{stem}_{dataset}_roc.png", roc, f"{dataset}: ROC ({where})",
                                     "false positive rate", "true positive rate"))
         made.append(plots.line_plot(folder / f"{stem}_{dataset}_calibration.png", rel,
                                     f"{dataset}: reliability (10 bins)", "mean predicted P(bad)",
@@ -155,8 +167,9 @@ def render_markdown(report: dict) -> str:
     lines = [f"# Evaluation report: {report['task']}", ""]
     if report.get("quick"):
         lines += ["**Quick run: small slices of every split. These figures are NOT comparable to EVAL.md's.**", ""]
+    dirty = " (with uncommitted changes)" if report.get("git_dirty") else ""
     lines += [f"- generated: {report['generated']}", f"- command: `{report.get('command', '')}`",
-              f"- git commit: `{report.get('git_commit')}`", f"- finmm bundle: `{report.get('model_dir')}`",
+              f"- git commit: `{report.get('git_commit')}`{dirty}", f"- finmm bundle: `{report.get('model_dir')}`",
               f"- wall time: {report.get('wall_s', {}).get('total', '?')} s", ""]
     for name, entry in report["datasets"].items():
         lines += [f"## {name}", ""]
@@ -211,9 +224,9 @@ def write_index(folder: str | Path) -> Path:
             best = max(scored, key=lambda s: s[1]) if scored else None
             fin = entry["finmm"]
             fin_text = (_fmt(_primary(name, fin["headline"])) if fin.get("status") == "measured"
-                        else fin.get("status", "not measured yet"))
+                        else fin.get("status", "not measured yet").split(":")[0])
             pub = entry.get("published", {})
-            pub_key = {"auc_mean": "auc_range", "tabular_text_auc": ""}.get(key, key)
+            pub_key = {"auc_mean": "auc_range"}.get(key, key)
             lines.append(f"| [{report['task']}]({report['task']}.md) | {name} | {key} | "
                          f"{f'{best[1]:.4f} ({best[0]})' if best else ''} | {fin_text} | {pub.get(pub_key, '')} | "
                          f"{'yes' if report.get('quick') else 'no'} | {(report.get('git_commit') or '')[:8]} |")

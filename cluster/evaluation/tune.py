@@ -24,6 +24,19 @@ from cluster.evaluation.recipes import RECIPES_DIR, write_recipe
 from cluster.tasks import task_spec
 
 SCORE = "score"
+TRIAL_CPU = 0.01
+"""CPUs the Tune trial actor itself holds (Tune refuses 0); its nested TorchTrainer workers hold the rest."""
+
+
+def fit_worker_cpus(settings, max_concurrent: int, cluster_cpus: float | None = None) -> float:
+    """finetune.cpus_per_worker, lowered if needed so that `max_concurrent` trials (each a trial actor plus
+    num_workers trainer workers) fit on the cluster; otherwise the trainers wait for CPUs forever."""
+    import ray
+
+    cpus = cluster_cpus if cluster_cpus is not None else float(ray.cluster_resources().get("CPU", 1.0))
+    trainer = settings.finetune
+    room = (cpus - TRIAL_CPU * max_concurrent) / (trainer.num_workers * max_concurrent)
+    return round(min(trainer.cpus_per_worker, room * 0.99), 3)
 
 
 def search_space(settings, tasks: list[str]) -> dict:
@@ -140,9 +153,10 @@ def tune_task(settings, task: str, *, num_samples: int = 8, max_concurrent: int 
     work_dir = Path(work_dir).resolve() / task
     space = search_space(settings, [task])
     max_epochs = 4
-    param_space = {"tasks": [task], "base": settings.model_dump(mode="json"), "work_dir": str(work_dir),
-                   "overrides": space}
-    trainable = tune.with_resources(trial, {"CPU": 0})  # the nested TorchTrainer reserves the CPUs
+    base = settings.model_dump(mode="json")
+    base["finetune"]["cpus_per_worker"] = fit_worker_cpus(settings, max_concurrent)
+    param_space = {"tasks": [task], "base": base, "work_dir": str(work_dir), "overrides": space}
+    trainable = tune.with_resources(trial, {"CPU": TRIAL_CPU})  # the nested TorchTrainer reserves the rest
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,

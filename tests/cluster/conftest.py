@@ -1,0 +1,46 @@
+"""Fixtures for the training tests: a small real slice of the prepared data, and tiny settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from finmm.config import load_settings
+
+TRAIN_DATASETS = ["financial_phrasebank", "lending_club", "stocknet"]
+
+
+@pytest.fixture(scope="session")
+def prepared_for_training(ray_cluster, tmp_path_factory):
+    """32 rows per split of three data sets covering every modality, prepared by the real pipeline."""
+    from actors.pipeline import prepare
+    from actors.settings import DataSection
+
+    out = tmp_path_factory.mktemp("train-data")
+    prepare(DataSection(max_rows_per_split=32, output_dir=out), TRAIN_DATASETS)
+    return out
+
+
+@pytest.fixture
+def tiny_settings(prepared_for_training, tmp_path):
+    """Settings for a 2-worker CPU run of the tiny preset over the prepared slice."""
+
+    def make(*overrides: str):
+        return load_settings(None, [
+            f"data.output_dir={prepared_for_training}",
+            "model.preset=tiny",
+            "model.init_from_minilm=false",
+            "model.dropout=0.0",
+            f"cluster.storage_path={tmp_path / 'runs'}",
+            f"pretrain.output_dir={tmp_path / 'pretrain'}",
+            f"finetune.output_dir={tmp_path / 'finetune'}",
+            f"pretrain.text_datasets={TRAIN_DATASETS}",
+            "pretrain.batch_size=8",
+            "finetune.batch_size=8",
+            "pretrain.log_every=5",
+            "finetune.log_every=5",
+            "pretrain.max_failures=0",
+            "finetune.max_failures=0",
+            *overrides,
+        ])
+
+    return make

@@ -1,0 +1,128 @@
+"""finmm_eval on a tiny (untrained) bundle and hand-written prepared shards: the real inference path
+(pyarrow shards -> collate with the bundle's layout -> FinMMForTask -> evaluators), no training."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from actors.collate import BatchLayout
+from cluster.evaluation.data import load_rows
+from cluster.evaluation.finmm_eval import evaluate_bundle, predict, read_split
+from model.bundle import save_bundle
+from model.dummy import tiny_config
+from model.task import FinMMForTask
+
+N = 40
+
+
+def _write_text_shards(output_dir, dataset, ids, labels, rng):
+    folder = output_dir / dataset / "test"
+    folder.mkdir(parents=True)
+    lengths = rng.integers(3, 12, len(ids))
+    input_ids = [[101, *rng.integers(1000, 2000, n - 2).tolist(), 102] for n in lengths]
+    table = pa.table({
+        "id": pa.array(ids, pa.string()), "label": pa.array(labels, pa.int64()),
+        "input_ids": pa.array(input_ids, pa.list_(pa.int32())),
+        "attention_mask": pa.array([[1] * len(x) for x in input_ids], pa.list_(pa.int8())),
+    })  # fmt: skip
+    pq.write_table(table, folder / "part-0.parquet")
+    (output_dir / dataset / "manifest.json").write_text(json.dumps({"modalities": ["text"]}))
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    model = FinMMForTask(tiny_config(heads={"sentiment": {}})).eval()
+    layout = BatchLayout(image_size=16)
+    return save_bundle(tmp_path / "bundle", model, preprocessing_state={"layout": layout.to_dict()})
+
+
+def test_evaluate_bundle_on_sentiment(tmp_path, bundle, data_root):
+    rng = np.random.default_rng(0)
+    output_dir = tmp_path / "data"
+    for dataset in ("financial_phrasebank", "fincuge_finfe"):
+        test = load_rows(dataset, data_root, max_rows=N)
+        test = test[test["split"] == "test"]
+        _write_text_shards(output_dir, dataset, test["id"].tolist(), test["label"].tolist(), rng)
+    out = evaluate_bundle(bundle, "sentiment", output_dir, data_root, max_rows=N)
+    pb = out["financial_phrasebank"]
+    assert pb["n_scored"] == N and pb["figures"]["test"]["n"] == N
+    assert 0.0 <= pb["figures"]["test"]["accuracy"] <= 1.0
+    assert pb["_predictions"].shape == (N, 3)
+    np.testing.assert_allclose(pb["_predictions"].sum(axis=1), 1.0, rtol=1e-5)
+    assert out["fincuge_finfe"]["figures"]["unseen"]["n"] <= N
+
+
+def test_dropping_the_only_modality_is_refused(tmp_path, bundle):
+    from model.bundle import load_bundle
+
+    rng = np.random.default_rng(1)
+    _write_text_shards(tmp_path, "financial_phrasebank", ["a", "b"], [0, 1], rng)
+    table = read_split(tmp_path, "financial_phrasebank", "test")
+    b = load_bundle(bundle)
+    layout = BatchLayout.from_dict(b.preprocessing_state["layout"])
+    assert predict(b.model, "sentiment", table, layout, None).shape == (2, 3)
+    with pytest.raises(ValueError, match="leaves no modality"):
+        predict(b.model, "sentiment", table, layout, None, drop=("text",))
+
+
+def _bundle_with_layout(folder, heads, layout):
+    config = tiny_config(heads=heads, tabular=layout.tabular_schema())
+    model = FinMMForTask(config).eval()
+    return save_bundle(folder, model, preprocessing_state={"layout": layout.to_dict()})
+
+
+def test_credit_risk_text_ablation_and_reason_codes(tmp_path, data_root):
+    from actors.collate import TabularBlock
+
+    layout = BatchLayout(image_size=16, tabular=[TabularBlock("lending_club", ["a", "b", "c"], ["g", "h"], [5, 3])])
+    bundle = _bundle_with_layout(tmp_path / "bundle", {"credit_risk": {}}, layout)
+    rows = load_rows("lending_club", data_root, max_rows=N)
+    test = rows[rows["split"] == "test"]
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "data" / "lending_club" / "test"
+    folder.mkdir(parents=True)
+    ids = [[101, *rng.integers(1000, 2000, 5).tolist(), 102] for _ in range(len(test))]
+    pq.write_table(pa.table({
+        "id": test["id"].tolist(), "label": test["label"].tolist(),
+        "input_ids": pa.array(ids, pa.list_(pa.int32())), "attention_mask": pa.array([[1] * 7] * len(test),
+                                                                                     pa.list_(pa.int8())),
+        "tab_numeric": pa.array(rng.normal(size=(len(test), 3)).tolist(), pa.list_(pa.float32())),
+        "tab_numeric_missing": pa.array([[False] * 3] * len(test), pa.list_(pa.bool_())),
+        "tab_categorical": pa.array(rng.integers(0, 3, (len(test), 2)).tolist(), pa.list_(pa.int32())),
+    }), folder / "part-0.parquet")  # fmt: skip
+    (tmp_path / "data" / "lending_club" / "manifest.json").write_text(json.dumps({"modalities": ["tabular", "text"]}))
+    out = evaluate_bundle(bundle, "credit_risk", tmp_path / "data", data_root)["lending_club"]
+    figures = out["figures"]
+    assert {"tabular", "tabular_text"} <= set(figures) and figures["tabular_text"]["n"] == len(test)
+    assert len(figures["tabular_text"]["reliability"]) >= 1
+    assert len(out["reason_codes"]) == 5
+    for item in out["reason_codes"]:
+        assert all(c["feature"].startswith("lending_club.") and c["attribution"] > 0 for c in item["reason_codes"])
+
+
+def test_stock_movement_modality_ablations(tmp_path, data_root):
+    layout = BatchLayout(image_size=16, series_days=5)
+    bundle = _bundle_with_layout(tmp_path / "bundle", {"stock_movement": {}}, layout)
+    rows = load_rows("stocknet", data_root)
+    test = rows[rows["split"] == "test"].head(N)
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "data" / "stocknet" / "test"
+    folder.mkdir(parents=True)
+    n = len(test)
+    pq.write_table(pa.table({
+        "id": test["id"].tolist(), "label": test["label"].tolist(),
+        "input_ids": pa.array([[101, 1500, 102]] * n, pa.list_(pa.int32())),
+        "attention_mask": pa.array([[1, 1, 1]] * n, pa.list_(pa.int8())),
+        "pixel_values": pa.array(rng.normal(size=(n, 3 * 16 * 16)).tolist(), pa.list_(pa.float32())),
+        "series_values": pa.array(rng.normal(scale=0.01, size=(n, 25)).tolist(), pa.list_(pa.float32())),
+        "series_mask": pa.array([[True] * 5] * n, pa.list_(pa.bool_())),
+    }), folder / "part-0.parquet")  # fmt: skip
+    (tmp_path / "data" / "stocknet" / "manifest.json").write_text(
+        json.dumps({"modalities": ["text", "series", "image"]}))
+    out = evaluate_bundle(bundle, "stock_movement", tmp_path / "data", data_root)["stocknet"]
+    assert out["figures"]["n_test"] == n
+    assert set(out["ablations"]) == {"without_text", "without_image", "without_series"}
+    assert all(a["n"] == n for a in out["ablations"].values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,3 +73,20 @@ class ServeSection(_Section):
     """Probability of default at or above which a credit application is declined."""
     handoff_confidence: float = Field(0.5, gt=0, lt=1)
     """Customer-service intents below this confidence are handed to a human."""
+    max_text_chars: int = Field(5000, ge=1)
+    """Longest text (characters) a request may carry in any text field; longer gets 422."""
+    max_texts: int = Field(64, ge=1)
+    """Most texts in one sentiment request or news list of a stock-movement request."""
+    max_bars: int = Field(512, ge=2)
+    """Most OHLCV bars in one stock-movement request (at least data.series.window_days+1 are required)."""
+    explain_method: Literal["integrated_gradients", "grad_x_input"] = "grad_x_input"
+    """Attribution method for reason codes, words and modality contributions. grad_x_input costs one
+    backward pass; integrated_gradients costs explain_steps+1 and satisfies completeness."""
+    explain_steps: int = Field(8, ge=1, le=128)
+    """Integrated-gradient steps when explain_method is integrated_gradients."""
+    reason_codes: int = Field(4, ge=1, le=20)
+    """Reason codes returned per credit decision."""
+    max_conversations: int = Field(10_000, ge=1)
+    """Conversations the customer-service context store keeps; the least recently used is dropped."""
+    conversation_ttl_s: float = Field(1800.0, gt=0)
+    """A conversation idle longer than this is forgotten."""

@@ -1,0 +1,294 @@
+"""The HTTP API: a FastAPI app built inside the ingress replica (so the credit schema can come from the served
+bundle), its gate middleware (request id, API keys, body limit, metrics, access log) and its error shape.
+
+Every error is `{"error": str, "detail": [{"loc", "msg", "type"}], "request_id": str}`; input errors are 4xx.
+"""
+
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import Field, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve import schemas
+
+logger = logging.getLogger("finmm.serve")
+OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")
+"""Paths that need no API key (probes and API docs)."""
+
+
+# ------------------------------------------------------------------------------------ strict JSON
+class StrictJSONRequest(Request):
+    """json() refuses NaN, Infinity and -Infinity, which Python's json (and so FastAPI) accepts by default."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            text = (await self.body()).decode("utf-8", errors="replace")
+
+            def refuse(name: str):
+                raise json.JSONDecodeError(f"{name} is not valid JSON (use a finite number or null)", text,
+                                           max(text.find(name), 0))
+
+            self._json = json.loads(text, parse_constant=refuse)
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Awaitable]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request):
+            return await original(StrictJSONRequest(request.scope, request.receive))
+
+        return handler
+
+
+# ------------------------------------------------------------------------------------------ gate
+def _error_body(error: str, detail: list[dict], request_id: str) -> bytes:
+    return json.dumps({"error": error, "detail": detail, "request_id": request_id}).encode()
+
+
+class Gate:
+    """Pure ASGI middleware, outermost: request id, API-key check, body limit (before any parsing),
+    per-endpoint metrics, the access log line (no bodies, no personal fields) and Server-Timing total."""
+
+    def __init__(self, app, max_body_bytes: int, api_keys: list[str], metrics=None):
+        self.app, self.max_body_bytes, self.api_keys, self.metrics = app, max_body_bytes, api_keys, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        rid = headers.get("x-request-id")
+        add_rid = rid is None  # behind Serve's proxy the id is always set, and the proxy echoes it
+        if add_rid:
+            rid = uuid.uuid4().hex
+            scope["headers"] = [*scope.get("headers", []), (b"x-request-id", rid.encode())]
+        path = scope.get("path", "")
+        status_box = {"status": 500}
+
+        async def send_wrapped(message):
+            if message["type"] == "http.response.start":
+                status_box["status"] = message["status"]
+                hdrs = list(message.get("headers", []))
+                total = (time.perf_counter() - t0) * 1000
+                timing = [v for k, v in hdrs if k.lower() == b"server-timing"]
+                hdrs = [(k, v) for k, v in hdrs if k.lower() != b"server-timing"]
+                value = b", ".join([*timing, f"total;dur={total:.1f}".encode()])
+                hdrs.append((b"server-timing", value))
+                if add_rid:
+                    hdrs.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": hdrs}
+            await send(message)
+
+        async def reply(status: int, error: str, detail: list[dict], extra: list | None = None):
+            await send_wrapped({"type": "http.response.start", "status": status,
+                                "headers": [(b"content-type", b"application/json"), *(extra or [])]})
+            await send_wrapped({"type": "http.response.body", "body": _error_body(error, detail, rid)})
+
+        try:
+            if self.api_keys and not path.startswith(OPEN_PATHS) and not self._authorised(headers):
+                return await reply(401, "missing or invalid API key",
+                                   [{"loc": ["header", "authorization"], "msg": "send 'Authorization: Bearer <key>' "
+                                     "or 'X-API-Key: <key>'", "type": "unauthorized"}],
+                                   [(b"www-authenticate", b"Bearer")])
+            length = headers.get("content-length")
+            too_big = [{"loc": ["body"], "msg": f"request body over {self.max_body_bytes} bytes",
+                        "type": "body_too_large"}]
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                return await reply(413, "request body too large", too_big)
+            # Read the body up to the limit before the app parses anything, then replay it.
+            chunks, size, more = [], 0, scope.get("method") in ("POST", "PUT", "PATCH")
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body = message.get("body", b"")
+                size += len(body)
+                if size > self.max_body_bytes:
+                    return await reply(413, "request body too large", too_big)
+                chunks.append(body)
+                more = message.get("more_body", False)
+            buffered = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            sent = False
+
+            async def replay():
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return buffered
+                return await receive()
+
+            await self.app(scope, replay if chunks else receive, send_wrapped)
+        finally:
+            ms = (time.perf_counter() - t0) * 1000
+            endpoint = path if path.startswith("/v1/") or path in OPEN_PATHS else "other"
+            if self.metrics is not None:
+                self.metrics.record(endpoint, status_box["status"], ms)
+            logger.info("request_id=%s method=%s endpoint=%s status=%s ms=%.1f", rid, scope.get("method"),
+                        endpoint, status_box["status"], ms)
+
+    def _authorised(self, headers: dict[str, str]) -> bool:
+        auth = headers.get("authorization", "")
+        given = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
+        if not given:
+            return False
+        ok = False
+        for key in self.api_keys:  # compare with every key, constant time each
+            ok |= hmac.compare_digest(given.encode(), key.encode())
+        return ok
+
+
+class Metrics:
+    """Counters and latency histograms per endpoint, exported with Ray's metrics (Prometheus format on
+    each node's metrics export port, next to Ray Serve's own serve_* metrics)."""
+
+    def __init__(self):
+        from ray.serve.metrics import Counter, Histogram
+
+        self.requests = Counter("finmm_requests_total", description="HTTP requests by endpoint and status",
+                                tag_keys=("endpoint", "status"))
+        self.latency = Histogram("finmm_request_latency_ms", description="End-to-end latency at the ingress (ms)",
+                                 boundaries=[5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
+                                 tag_keys=("endpoint",))
+
+    def record(self, endpoint: str, status: int, ms: float) -> None:
+        self.requests.inc(tags={"endpoint": endpoint, "status": str(status)})
+        self.latency.observe(ms, tags={"endpoint": endpoint})
+
+
+# ----------------------------------------------------------------------------------- the app
+def _limit_error(loc: tuple, msg: str, kind: str = "value_error") -> RequestValidationError:
+    return RequestValidationError([{"type": kind, "loc": loc, "msg": msg, "input": None}])
+
+
+def build_api(backend, options: dict, credit_features: list[dict], window_days: int,
+              api_keys: list[str], metrics: Metrics | None = None):
+    """The ASGI app. `backend` has async methods credit/stock/sentiment/customer_service(payload) -> task reply,
+    ready() -> dict[str, bool], models() -> dict, stats() -> dict."""
+    app = FastAPI(title="finmm", version="1", description="Multimodal finance models on Ray Serve.",
+                  responses={422: {"model": schemas.ErrorResponse}, 400: {"model": schemas.ErrorResponse}})
+    app.router.route_class = StrictJSONRoute
+    max_chars, max_texts, max_bars = options["max_text_chars"], options["max_texts"], options["max_bars"]
+    features_model = schemas.credit_features_model(credit_features)
+    known = {f["name"] for f in credit_features}
+    credit_request = create_model(
+        "CreditRiskRequest", __base__=schemas.CreditRiskRequest,
+        features=(features_model, Field(description="The applicant's fields; at least one must be given")))
+
+    def rid_of(request: Request) -> str:
+        return request.headers.get("x-request-id", "")
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError):
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))
+                   + (f": {e['ctx']['error']}" if isinstance(e.get("ctx"), dict) and "error" in e["ctx"] else ""),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse({"error": "invalid request", "detail": detail, "request_id": rid_of(request)}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail), "detail": [], "request_id": rid_of(request)},
+                            exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def on_error(request: Request, exc: Exception):
+        logger.exception("request_id=%s internal error: %s", rid_of(request), type(exc).__name__)
+        return JSONResponse({"error": "internal error", "detail": [], "request_id": rid_of(request)}, 500)
+
+    def check_text(value: str | None, loc: tuple) -> None:
+        if value is not None and len(value) > max_chars:
+            raise _limit_error(loc, f"text longer than {max_chars} characters", "string_too_long")
+
+    def check_texts(values: list[str] | None, loc: tuple) -> None:
+        if values is None:
+            return
+        if len(values) > max_texts:
+            raise _limit_error(loc, f"more than {max_texts} texts", "too_long")
+        for i, t in enumerate(values):
+            check_text(t, (*loc, i))
+
+    def answer(reply: dict, request: Request, t0: float) -> JSONResponse:
+        rid = rid_of(request)
+        if "error" in reply:
+            e = reply["error"]
+            return JSONResponse({"error": e["message"], "detail": [{"loc": e["loc"], "msg": e["message"],
+                                 "type": "invalid_input"}], "request_id": rid}, e["status"])
+        timing = {"ingress": (time.perf_counter() - t0) * 1000 - reply["timing"].get("task", 0), **reply["timing"]}
+        header = ", ".join(f"{k};dur={v:.1f}" for k, v in timing.items())
+        return JSONResponse(reply["result"], headers={"server-timing": header,
+                                                      "x-batch-size": str(reply.get("batch_size", 1))})
+
+    @app.post("/v1/credit-risk", response_model=schemas.CreditRiskResponse, tags=["tasks"])
+    async def credit_risk(body: credit_request, request: Request):  # type: ignore[valid-type]
+        """Probability of default, A-G risk grade, decision at serve.credit_threshold and reason codes."""
+        t0 = time.perf_counter()
+        check_text(body.text, ("body", "text"))
+        payload = body.model_dump()
+        payload["features"] = {k: v for k, v in payload["features"].items() if k in known}
+        return answer(await backend.credit(payload), request, t0)
+
+    @app.post("/v1/stock-movement", response_model=schemas.StockMovementResponse, tags=["tasks"])
+    async def stock_movement(body: schemas.StockMovementRequest, request: Request):
+        """P(rise) for the next day from recent bars, optional news and an optional chart."""
+        t0 = time.perf_counter()
+        if not window_days + 1 <= len(body.bars) <= max_bars:
+            raise _limit_error(("body", "bars"), f"need between {window_days + 1} and {max_bars} bars, got "
+                               f"{len(body.bars)}", "too_short" if len(body.bars) <= window_days else "too_long")
+        check_texts(body.texts, ("body", "texts"))
+        return answer(await backend.stock(body.model_dump()), request, t0)
+
+    @app.post("/v1/sentiment", response_model=schemas.SentimentResponse, tags=["tasks"])
+    async def sentiment(body: schemas.SentimentRequest, request: Request):
+        """Label, probabilities and driving words for one text or a list (answered in order)."""
+        t0 = time.perf_counter()
+        if (body.text is None) == (body.texts is None):
+            raise _limit_error(("body",), "give exactly one of 'text' or 'texts'", "missing")
+        if body.texts is not None and not body.texts:
+            raise _limit_error(("body", "texts"), "'texts' is empty", "too_short")
+        check_text(body.text, ("body", "text"))
+        check_texts(body.texts, ("body", "texts"))
+        payload = {"texts": body.texts if body.texts is not None else [body.text], "_list": body.texts is not None,
+                   "explain": body.explain}
+        return answer(await backend.sentiment(payload), request, t0)
+
+    @app.post("/v1/customer-service", response_model=schemas.CustomerServiceResponse, tags=["tasks"])
+    async def customer_service(body: schemas.CustomerServiceRequest, request: Request):
+        """Intent, confidence, knowledge-base answer, hand-off flag and sentiment; context per conversation_id."""
+        t0 = time.perf_counter()
+        check_text(body.message, ("body", "message"))
+        return answer(await backend.customer_service(body.model_dump()), request, t0)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz():
+        """Liveness: the ingress answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz():
+        """Readiness: every deployment answers and the model is loaded."""
+        status = await backend.ready()
+        ok = all(status.values())
+        return JSONResponse({"ready": ok, "deployments": status}, 200 if ok else 503)
+
+    @app.get("/v1/models", response_model=schemas.ModelInfo, tags=["ops"])
+    async def models():
+        """Served model: name, version, checkpoint sha256, training date, evaluation figures."""
+        return await backend.models()
+
+    @app.get("/v1/stats", tags=["ops"])
+    async def stats():
+        """Backbone batching statistics (batch sizes seen)."""
+        return await backend.stats()
+
+    return Gate(app, options["max_body_bytes"], api_keys, metrics)

@@ -1,0 +1,156 @@
+"""Compose the deployment graph into one Serve application: `build_app(args) -> Application`.
+
+`serve deploy` / RayService use `import_path: serve.app:build_app` with `args: {config_path: ...}`; the model
+folder comes from args.model_dir, else serve.model_dir, else $FINMM_MODEL_DIR, else artifacts/finetune/latest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+from ray import serve
+from ray.serve import Application
+
+from serve.api import Metrics, build_api
+from serve.deployments import Backbone, ConversationStore, Credit, CustomerService, Sentiment, Stock
+from serve.preprocess import MODEL_DIR_ENV, Preprocessor, resolve_model_dir
+from serve.settings import DeploymentSettings, ServeSection
+
+APP_NAME = "finmm"
+TASK_DEPLOYMENTS = ("Credit", "Stock", "Sentiment", "CustomerService")
+DEPLOYMENTS = ("Ingress", "Backbone", *TASK_DEPLOYMENTS, "ConversationStore")
+
+
+class AppArgs(BaseModel):
+    """Arguments of `build_app` (the `args:` of a Serve config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config_path: str | None = None
+    """ray_config.yaml to read the `serve:` section from."""
+    model_dir: str | None = None
+    """A save_pretrained folder; overrides serve.model_dir and $FINMM_MODEL_DIR."""
+    serve: dict[str, Any] | None = None
+    """A `serve:` section given inline; replaces the config file's."""
+
+
+def load_serve_section(args: AppArgs) -> ServeSection:
+    raw: dict = {}
+    if args.config_path:
+        data = yaml.safe_load(Path(args.config_path).read_text(encoding="utf-8")) or {}
+        raw = data.get("serve") or {}
+    if args.serve is not None:
+        raw = args.serve
+    return ServeSection.model_validate(raw)
+
+
+def read_api_keys(env_name: str | None, file: str | Path | None) -> list[str]:
+    """Keys from $<env_name> (comma-separated) and `file` (one per line, # comments). No keys: no auth."""
+    keys = [k.strip() for k in os.environ.get(env_name or "", "").split(",") if k.strip()] if env_name else []
+    if file:
+        for line in Path(file).read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                keys.append(line)
+    return keys
+
+
+def deployment_options(d: DeploymentSettings, min_ongoing: int = 1) -> dict:
+    opts: dict[str, Any] = {
+        "ray_actor_options": {"num_cpus": d.num_cpus, "num_gpus": d.num_gpus},
+        "max_ongoing_requests": max(d.max_ongoing_requests, min_ongoing),
+    }
+    if d.num_replicas is None:
+        a = d.autoscaling
+        opts["autoscaling_config"] = {"min_replicas": a.min_replicas, "max_replicas": a.max_replicas,
+                                      "target_ongoing_requests": a.target_ongoing_requests}
+    else:
+        opts["num_replicas"] = d.num_replicas
+    return opts
+
+
+@serve.deployment(name="Ingress")
+@serve.ingress()
+class Ingress:
+    """FastAPI ingress; routes each endpoint to its task deployment through handles."""
+
+    def __init__(self, credit, stock, sentiment, customer_service, backbone, store, model_dir: str,
+                 section: dict):
+        self.handles = {"Credit": credit, "Stock": stock, "Sentiment": sentiment,
+                        "CustomerService": customer_service, "Backbone": backbone, "ConversationStore": store}
+        self.section = ServeSection.model_validate(section)
+        self.pre = Preprocessor(Path(model_dir))
+        self.api_keys: list[str] = read_api_keys(self.section.api_keys_env, self.section.api_keys_file)
+        """Shared with the gate middleware; `reconfigure` replaces its contents in place."""
+
+    def reconfigure(self, user_config: dict) -> None:
+        """user_config {"api_keys_env", "api_keys_file"}: re-read the API keys (a lightweight update, no restart)."""
+        self.api_keys[:] = read_api_keys(user_config.get("api_keys_env"), user_config.get("api_keys_file"))
+
+    def __serve_build_asgi_app__(self):
+        s = self.section
+        options = {"max_text_chars": s.max_text_chars, "max_texts": s.max_texts, "max_bars": s.max_bars,
+                   "max_body_bytes": s.http.max_body_bytes}
+        try:
+            metrics = Metrics()
+        except Exception:  # metrics are best effort (e.g. outside a Ray worker)
+            metrics = None
+        return build_api(self, options, self.pre.credit_features(), self.pre.data.series.window_days,
+                         self.api_keys, metrics)
+
+    async def credit(self, payload: dict) -> dict:
+        return await self.handles["Credit"].predict.remote(payload)
+
+    async def stock(self, payload: dict) -> dict:
+        return await self.handles["Stock"].predict.remote(payload)
+
+    async def sentiment(self, payload: dict) -> dict:
+        return await self.handles["Sentiment"].predict.remote(payload)
+
+    async def customer_service(self, payload: dict) -> dict:
+        return await self.handles["CustomerService"].predict.remote(payload)
+
+    async def ready(self) -> dict[str, bool]:
+        async def one(handle) -> bool:
+            try:
+                return bool(await asyncio.wait_for(handle.ready.remote(), timeout=5))
+            except Exception:
+                return False
+
+        names = list(self.handles)
+        results = await asyncio.gather(*(one(self.handles[n]) for n in names))
+        return {"Ingress": True, **dict(zip(names, results, strict=True))}
+
+    async def models(self) -> dict:
+        return await self.handles["Backbone"].info.remote()
+
+    async def stats(self) -> dict:
+        return {"backbone": await self.handles["Backbone"].stats.remote(),
+                "conversations": await self.handles["ConversationStore"].size.remote()}
+
+
+def build_app(args: AppArgs | dict | None = None) -> Application:
+    """The finmm Serve application (typed app builder: `serve run serve.app:build_app config_path=...`)."""
+    args = args if isinstance(args, AppArgs) else AppArgs.model_validate(args or {})
+    s = load_serve_section(args)
+    model_dir = str(resolve_model_dir(args.model_dir or s.model_dir or os.environ.get(MODEL_DIR_ENV)))
+    backbone = Backbone.options(**deployment_options(s.backbone, s.batch.max_batch_size)).bind(
+        model_dir, s.bf16, s.explain_method, s.explain_steps, s.batch.max_batch_size, s.batch.batch_wait_timeout_s)
+    task_opts = deployment_options(s.tasks)
+    sentiment = Sentiment.options(**task_opts).bind(backbone, model_dir)
+    store_opts = {**deployment_options(s.tasks), "num_replicas": 1}
+    store_opts.pop("autoscaling_config", None)
+    store = ConversationStore.options(**store_opts).bind(s.max_conversations, s.conversation_ttl_s)
+    credit = Credit.options(**task_opts).bind(backbone, model_dir, s.credit_threshold, s.reason_codes)
+    stock = Stock.options(**task_opts).bind(backbone, model_dir)
+    customer = CustomerService.options(**task_opts).bind(backbone, sentiment, store, model_dir,
+                                                         s.handoff_confidence)
+    keys_config = {"api_keys_env": s.api_keys_env,
+                   "api_keys_file": str(s.api_keys_file) if s.api_keys_file else None}
+    return Ingress.options(**deployment_options(s.ingress), user_config=keys_config).bind(
+        credit, stock, sentiment, customer, backbone, store, model_dir, s.model_dump(mode="json"))

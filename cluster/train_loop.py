@@ -101,6 +101,18 @@ def _forward(engine, spec: LoopSpec, stream: StreamSpec, batch: dict, generator:
     return {f"{stream.name}": out["loss"], "loss": out["loss"]}
 
 
+def _peak_rss_mb_across_ranks() -> float:
+    """The largest peak resident memory of any worker process so far, in MiB (a collective: all ranks call)."""
+    import resource
+
+    import torch.distributed as dist
+
+    peak = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0], dtype=torch.float64)
+    if dist.is_initialized():
+        dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+    return float(peak.item())
+
+
 def _real_tokens(batch: dict) -> int:
     text = batch.get("text")
     return int(text["attention_mask"].sum()) if text is not None else 0
@@ -216,6 +228,7 @@ def train_loop_per_worker(config: dict) -> None:
             elapsed = max(time.perf_counter() - window["t0"], 1e-9)
             metrics.update({k: v / max(window["counts"][k], 1) for k, v in window["losses"].items()})
             metrics.update({
+                "peak_rss_mb": _peak_rss_mb_across_ranks(),
                 "lr": float(engine.get_lr()[0]),
                 "samples_per_s": window["samples"] * world / elapsed,
                 "tokens_per_s": window["tokens"] * world / elapsed,

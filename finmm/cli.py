@@ -73,14 +73,16 @@ def prepare(
 @app.command()
 def demo(
     overrides: list[str] | None = OVERRIDES,
-    quick: bool = typer.Option(False, "--quick", help="Small slices of the data, for a run of a few minutes."),
+    quick: bool = typer.Option(False, "--quick", help="tiny model and small slices of the data: a few minutes."),
+    force: bool = typer.Option(False, "--force", help="Redo stages that an earlier run completed."),
+    keep_serving: bool = typer.Option(False, "--keep-serving", help="Leave the server up after the requests."),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
-    """Run the main job end to end on a local Ray cluster."""
+    """Run the main job end to end on a local Ray cluster: prepare, pretrain, finetune, evaluate, serve, ask."""
     settings = settings_or_exit(config, overrides)
     from finmm.demo import run_demo
 
-    raise typer.Exit(run_demo(settings, quick=quick, console=console))
+    raise typer.Exit(run_demo(settings, quick=quick, console=console, force=force, keep_serving=keep_serving))
 
 
 RESUME_OPTION = typer.Option(None, "--resume", help="A run folder to continue from its latest checkpoint.")
@@ -128,6 +130,34 @@ def finetune(
     for key, value in sorted(outcome.metrics.items()):
         if key.startswith("val/"):
             console.print(f"  {key} = {value:.4f}")
+
+
+@app.command("serve")
+def serve_command(
+    overrides: list[str] | None = OVERRIDES,
+    model_dir: Path | None = typer.Option(None, "--model-dir", help="A save_pretrained folder (default: "
+                                          "serve.model_dir, else artifacts/finetune/latest)."),
+    build: Path | None = typer.Option(None, "--build", help="Only write a Ray Serve config for `serve deploy`."),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Serve the four HTTP endpoints from a finetuned model on serve.http.host:port (127.0.0.1:8000)."""
+    settings = settings_or_exit(config, overrides)
+    from finmm.serve_command import run_serve
+
+    raise typer.Exit(run_serve(settings, model_dir, build, console, config_path=config))
+
+
+@app.command()
+def scale(
+    deployment: str = typer.Argument(..., help="Deployment name, e.g. Backbone, Sentiment, Credit."),
+    replicas: int = typer.Argument(..., min=0, help="The new replica count."),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Change a deployment's replica count on the running app."""
+    settings = settings_or_exit(config, [])
+    from finmm.serve_command import run_scale
+
+    raise typer.Exit(run_scale(settings, deployment, replicas, console))
 
 
 jobs_app = typer.Typer(help="Manage jobs on a running Ray cluster.", no_args_is_help=True)

@@ -1,0 +1,125 @@
+"""`finmm evaluate`, `finmm report` and `finmm tune`: the driver side of cluster.evaluation."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+REPORTS_DIR = Path("artifacts/reports")
+PLAIN_DIR = REPORTS_DIR / "plain_finetune"
+"""Recorded plain-MiniLM-finetune runs (`python -m cluster.evaluation.plain_finetune <dataset>`)."""
+QUICK_ROWS = 300
+"""Rows per split in a --quick run."""
+
+
+def find_bundle(settings, task: str, model_dir: Path | None) -> Path | None:
+    """The finetuned bundle to score: --model-dir, else finetune.output_dir/<task>, else None."""
+    candidates = [Path(model_dir)] if model_dir else [Path(settings.finetune.output_dir) / task]
+    for folder in candidates:
+        if (folder / "model.safetensors").exists():
+            return folder
+    if model_dir:
+        raise FileNotFoundError(f"--model-dir {model_dir} has no model.safetensors")
+    return None
+
+
+def _finmm_entries(settings, task, bundle, datasets, max_rows, console) -> tuple[dict, float]:
+    """finmm's figures per data set, or a status saying why there are none."""
+    from cluster.evaluation import evaluators as ev
+
+    entries = {d: {"status": "not trained yet: no finetuned bundle (run `finmm finetune --task "
+                             f"{task}`, then `finmm evaluate --task {task}`)"} for d in datasets}
+    if "german_credit" in entries:
+        entries["german_credit"] = {"status": "not measured yet: finmm on German Credit needs five finetunes, one "
+                                              "per CV fold (cluster.evaluation.finmm_eval.german_cv)"}
+    if bundle is None:
+        return entries, 0.0
+    from cluster.evaluation.finmm_eval import evaluate_bundle
+
+    start = time.perf_counter()
+    try:
+        scored = evaluate_bundle(bundle, task, settings.data.output_dir, settings.data.root, max_rows)
+    except FileNotFoundError as exc:
+        for d in datasets:
+            if d != "german_credit":
+                entries[d] = {"status": f"not measured: {exc}"}
+        return entries, time.perf_counter() - start
+    for d, item in scored.items():
+        item.pop("_predictions", None)
+        entries[d] = {"status": "measured", **item, "headline": ev.headline(d, item["figures"])}
+        console.print(f"  finmm on {d}: {entries[d]['headline']}")
+    return entries, time.perf_counter() - start
+
+
+def run_evaluate(settings, task: str, console, *, model_dir: Path | None = None, quick: bool = False) -> int:
+    """Baselines (always) and finmm (when a finetuned bundle exists) on `task`'s data sets; writes
+    artifacts/reports/<task>.json, <task>.md and PNG plots."""
+    from cluster.evaluation.baselines import run_baselines
+    from cluster.evaluation.data import TASK_DATASETS, load_rows
+    from cluster.evaluation.plain_finetune import recorded
+    from cluster.evaluation.report import (
+        command_line,
+        data_checksums,
+        git_commit,
+        git_dirty,
+        write_task_report,
+    )
+
+    if task not in TASK_DATASETS:
+        console.print(f"unknown task {task!r}; choose from {', '.join(TASK_DATASETS)}")
+        return 2
+    started = time.perf_counter()
+    max_rows = QUICK_ROWS if quick else None
+    datasets = TASK_DATASETS[task]
+    bundle = find_bundle(settings, task, model_dir)
+    results: dict = {}
+    wall: dict = {}
+    for dataset in datasets:
+        t0 = time.perf_counter()
+        rows = load_rows(dataset, settings.data.root, max_rows)
+        baselines = [b.to_dict() for b in run_baselines(dataset, rows)]
+        plain = None if quick else recorded(dataset, PLAIN_DIR)
+        if plain is not None:
+            baselines.append({k: v for k, v in plain.items() if k != "summary"})
+        for b in baselines:
+            console.print(f"  {dataset} | {b['model']}: {b['headline']} ({b['wall_s']} s)")
+        results[dataset] = {"baselines": baselines}
+        wall[f"baselines_{dataset}"] = round(time.perf_counter() - t0, 2)
+    finmm, finmm_s = _finmm_entries(settings, task, bundle, datasets, max_rows, console)
+    for dataset in datasets:
+        results[dataset]["finmm"] = finmm[dataset]
+        results[dataset]["checksums"] = data_checksums(dataset, settings.data.output_dir, settings.data.root)
+    wall["finmm"] = round(finmm_s, 2)
+    wall["total"] = round(time.perf_counter() - started, 2)
+    meta = {"command": command_line(), "git_commit": git_commit(), "git_dirty": git_dirty(), "quick": quick,
+            "model_dir": str(bundle) if bundle else None, "config": settings.model_dump(mode="json"),
+            "wall_s": wall}
+    json_path, md_path = write_task_report(task, results, REPORTS_DIR, meta)
+    console.print(f"wrote {json_path} and {md_path}")
+    for dataset, entry in results.items():
+        for line in entry["findings"]:
+            console.print(f"  {dataset}: {line}")
+    return 0
+
+
+def run_report(settings, console) -> int:
+    """Gather every artifacts/reports/<task>.json into artifacts/reports/index.md."""
+    from cluster.evaluation.report import write_index
+
+    path = write_index(REPORTS_DIR)
+    console.print(f"wrote {path}")
+    return 0
+
+
+def run_tune(settings, task: str, console, *, num_samples: int, max_concurrent: int) -> int:
+    """Ray Tune (ASHA) over the finetune hyperparameters on the validation split; writes the best trial's
+    settings as cluster/recipes/<task>.tuned.yaml."""
+    from cluster.evaluation.tune import tune_task
+    from finmm.ray_runtime import ensure_ray
+
+    ensure_ray(settings.cluster)
+    outcome = tune_task(settings, task, num_samples=num_samples, max_concurrent=max_concurrent)
+    console.print(f"best validation {outcome.metric} = {outcome.best_score:.4f} with {outcome.best_overrides}")
+    console.print(f"wrote recipe {outcome.recipe_path}; train with it: `finmm finetune --task {task} "
+                  f"$(python -m cluster.evaluation.recipes overrides {outcome.recipe_path})`")
+    return 0

@@ -102,6 +102,7 @@ def run_demo(settings: FinMMSettings, quick: bool, console: Console, *, force: b
     timings: list[tuple[str, str, float]] = []
     served = False
     started = time.perf_counter()
+    owns_ray = not ray.is_initialized()
     try:
         ensure_ray(settings.cluster)
         _stage(stages, timings, console, "prepare", lambda: _prepare(settings, console))
@@ -126,8 +127,8 @@ def run_demo(settings: FinMMSettings, quick: bool, console: Console, *, force: b
             from ray import serve
 
             serve.shutdown()
-        if ray.is_initialized():
-            ray.shutdown()
+        if owns_ray and ray.is_initialized():
+            ray.shutdown()  # leaves no Ray processes behind; a cluster we joined is left as it was
 
 
 def _stage(stages: Stages, timings: list, console: Console, name: str, run) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from actors.data_root import resolve_data_root
 from actors.settings import DataSection, TextSettings
 from actors.text import (
     TextPreprocessor,
@@ -18,8 +18,7 @@ from actors.text import (
     unk_stats,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-FINFE = DATA / "fincuge_finfe"
+FINFE = resolve_data_root(None) / "fincuge_finfe"
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +103,6 @@ def test_optional_text_is_absent_not_rejected(small_tokenizer):
     assert out["input_ids"][0] is None and len(out["input_ids"][1]) == 3
 
 
-@pytest.mark.skipif(not FINFE.exists(), reason="FinFE data not present")
 def test_finfe_unk_rate_drops_after_cjk_extension():
     train = [t for t, _ in json.loads((FINFE / "train_list.json").read_text(encoding="utf-8"))]
     evals = [t for t, _ in json.loads((FINFE / "eval_list.json").read_text(encoding="utf-8"))]

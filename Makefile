@@ -16,8 +16,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	# the web-console test drives a real headless Chromium (Debian packages; needs root or sudo)
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  ( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) || \
-	    (sudo apt-get update -qq && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) )
+	  ( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei) || \
+	    (sudo apt-get update -qq && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei) )
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first: the pinned CPU build from local disk; any other torch requirement pulls gigabytes of CUDA.

@@ -2,6 +2,8 @@
 bundle), its gate middleware (request id, API keys, body limit, metrics, access log) and its error shape.
 
 Every error is `{"error": str, "detail": [{"loc", "msg", "type"}], "request_id": str}`; input errors are 4xx.
+Predictions are retried on another replica when the one serving them dies (`retry_idempotent`), except a
+customer-service turn with a conversation_id, which updates the conversation (its backbone call still is).
 """
 
 import hmac
@@ -10,20 +12,25 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve import schemas
+from serve.deployments import retry_idempotent
 
 logger = logging.getLogger("finmm.serve")
 OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")
-"""Paths that need no API key (probes and API docs)."""
+"""Paths that need no API key (probes and API docs); the web console at exactly "/" is open too (its key
+field sends the key with each API call)."""
+CONSOLE = Path(__file__).with_name("console") / "index.html"
+"""The web console: one static page (HTML, CSS and JS inline; no build step, nothing fetched from elsewhere)."""
 
 
 # ------------------------------------------------------------------------------------ strict JSON
@@ -97,7 +104,7 @@ class Gate:
             await send_wrapped({"type": "http.response.body", "body": _error_body(error, detail, rid)})
 
         try:
-            if self.api_keys and not path.startswith(OPEN_PATHS) and not self._authorised(headers):
+            if self.api_keys and path != "/" and not path.startswith(OPEN_PATHS) and not self._authorised(headers):
                 return await reply(401, "missing or invalid API key",
                                    [{"loc": ["header", "authorization"], "msg": "send 'Authorization: Bearer <key>' "
                                      "or 'X-API-Key: <key>'", "type": "unauthorized"}],
@@ -236,7 +243,7 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
         check_text(body.text, ("body", "text"))
         payload = body.model_dump()
         payload["features"] = {k: v for k, v in payload["features"].items() if k in known}
-        return answer(await backend.credit(payload), request, t0)
+        return answer(await retry_idempotent(backend.credit, payload), request, t0)
 
     @app.post("/v1/stock-movement", response_model=schemas.StockMovementResponse, tags=["tasks"])
     async def stock_movement(body: schemas.StockMovementRequest, request: Request):
@@ -246,7 +253,7 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
             raise _limit_error(("body", "bars"), f"need between {window_days + 1} and {max_bars} bars, got "
                                f"{len(body.bars)}", "too_short" if len(body.bars) <= window_days else "too_long")
         check_texts(body.texts, ("body", "texts"))
-        return answer(await backend.stock(body.model_dump()), request, t0)
+        return answer(await retry_idempotent(backend.stock, body.model_dump()), request, t0)
 
     @app.post("/v1/sentiment", response_model=schemas.SentimentResponse, tags=["tasks"])
     async def sentiment(body: schemas.SentimentRequest, request: Request):
@@ -260,14 +267,22 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
         check_texts(body.texts, ("body", "texts"))
         payload = {"texts": body.texts if body.texts is not None else [body.text], "_list": body.texts is not None,
                    "explain": body.explain}
-        return answer(await backend.sentiment(payload), request, t0)
+        return answer(await retry_idempotent(backend.sentiment, payload), request, t0)
 
     @app.post("/v1/customer-service", response_model=schemas.CustomerServiceResponse, tags=["tasks"])
     async def customer_service(body: schemas.CustomerServiceRequest, request: Request):
         """Intent, confidence, knowledge-base answer, hand-off flag and sentiment; context per conversation_id."""
         t0 = time.perf_counter()
         check_text(body.message, ("body", "message"))
-        return answer(await backend.customer_service(body.model_dump()), request, t0)
+        payload = body.model_dump()
+        if body.conversation_id is not None:  # a turn updates the conversation's context: not retried whole
+            return answer(await backend.customer_service(payload), request, t0)
+        return answer(await retry_idempotent(backend.customer_service, payload), request, t0)
+
+    @app.get("/", include_in_schema=False)
+    async def console():
+        """The web console (serve/console/index.html)."""
+        return FileResponse(CONSOLE, media_type="text/html", headers={"cache-control": "no-cache"})
 
     @app.get("/healthz", tags=["ops"])
     async def healthz():

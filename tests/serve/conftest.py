@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,23 @@ def build_bundle(out: Path, preset: str = "tiny", init_from_minilm: bool = False
 @pytest.fixture(scope="session")
 def model_bundle(ray_cluster, tmp_path_factory) -> Path:
     return build_bundle(tmp_path_factory.mktemp("serve"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(ray_cluster, model_bundle):
+    """The whole Serve graph deployed from the tiny bundle on a free 127.0.0.1 port, once per test module."""
+    from ray import serve
+
+    from serve.ops import deploy, serve_config
+    from serve.settings import ServeSection
+
+    port = free_port()
+    deploy(serve_config(ServeSection(http={"host": "127.0.0.1", "port": port}), model_bundle))
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()

@@ -1,11 +1,11 @@
-"""The Serve app over real HTTP on 127.0.0.1: one deployment of the whole graph for the module."""
+"""The Serve app over real HTTP on 127.0.0.1: one deployment of the whole graph for the module (`app_url`,
+tests/serve/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import hashlib
-import socket
 import struct
 import zlib
 
@@ -15,25 +15,6 @@ import pytest
 pytestmark = pytest.mark.timeout(300)
 
 BARS = [[10 + i, 11 + i, 9 + i, 10.5 + i, 1000 + 10 * i] for i in range(10)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app_url(ray_cluster, model_bundle):
-    from ray import serve
-
-    from serve.ops import deploy, serve_config
-    from serve.settings import ServeSection
-
-    port = _free_port()
-    deploy(serve_config(ServeSection(http={"host": "127.0.0.1", "port": port}), model_bundle))
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
 
 
 @pytest.fixture(scope="module")

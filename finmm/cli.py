@@ -16,7 +16,7 @@ app = typer.Typer(help="Pretrain, finetune and serve one multimodal Transformer 
 config_app = typer.Typer(help="Show and check ray_config.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="Config file (default ./ray_config.yaml).")
 OVERRIDES = typer.Argument(None, help="Dotted overrides such as data.text.max_length=128.", show_default=False)
@@ -110,10 +110,16 @@ def finetune(
     task: str | None = typer.Option(None, "--task", help="One task: credit_risk, stock_movement, sentiment, "
                                     "customer_service."),
     tasks: str | None = typer.Option(None, "--tasks", help="Several tasks at once, comma-separated."),
+    recipe: Path | None = typer.Option(None, "--recipe", help="A recipe file (cluster/recipes/<task>.yaml) applied "
+                                       "before the command-line overrides."),
     resume: Path | None = RESUME_OPTION,
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Finetune one or several tasks with Ray Train + DeepSpeed; validation metrics after each epoch."""
+    if recipe is not None:
+        from cluster.evaluation.recipes import load_recipe
+
+        overrides = [*load_recipe(recipe), *(overrides or [])]
     settings = settings_or_exit(config, overrides)
     from cluster.tasks import TASKS
     from cluster.trainer import finetune as run_finetune
@@ -130,6 +136,46 @@ def finetune(
     for key, value in sorted(outcome.metrics.items()):
         if key.startswith("val/"):
             console.print(f"  {key} = {value:.4f}")
+
+
+@app.command()
+def evaluate(
+    overrides: list[str] | None = OVERRIDES,
+    task: str = typer.Option(..., "--task", help="credit_risk, stock_movement, sentiment or customer_service."),
+    model_dir: Path | None = typer.Option(None, "--model-dir", help="The finetuned folder to score (default: "
+                                          "the newest one under finetune.output_dir with the task's head)."),
+    quick: bool = typer.Option(False, "--quick", help="300 rows per split: a smoke run, not a figure."),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Score finmm and the baselines on the task's test splits (EVAL.md); write artifacts/reports/<task>.*"""
+    settings = settings_or_exit(config, overrides)
+    from finmm.evaluate_command import run_evaluate
+
+    raise typer.Exit(run_evaluate(settings, task, console, model_dir=model_dir, quick=quick))
+
+
+@app.command()
+def report(overrides: list[str] | None = OVERRIDES, config: Path | None = CONFIG_OPTION) -> None:
+    """Gather every task report into artifacts/reports/index.md."""
+    settings = settings_or_exit(config, overrides)
+    from finmm.evaluate_command import run_report
+
+    raise typer.Exit(run_report(settings, console))
+
+
+@app.command()
+def tune(
+    overrides: list[str] | None = OVERRIDES,
+    task: str = typer.Option(..., "--task", help="The task whose finetune hyperparameters are searched."),
+    num_samples: int = typer.Option(8, "--num-samples", help="Trials (Ray Train runs)."),
+    max_concurrent: int = typer.Option(1, "--max-concurrent", help="Trials at once."),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Ray Tune (ASHA) on the validation split only; writes the best trial as a recipe file."""
+    settings = settings_or_exit(config, overrides)
+    from finmm.evaluate_command import run_tune
+
+    raise typer.Exit(run_tune(settings, task, console, num_samples=num_samples, max_concurrent=max_concurrent))
 
 
 @app.command("serve")

@@ -5,19 +5,36 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-REPORTS_DIR = Path("artifacts/reports")
-PLAIN_DIR = REPORTS_DIR / "plain_finetune"
+
+def report_dir(settings) -> Path:
+    """Reports live next to the prepared data: artifacts/data -> artifacts/reports."""
+    return Path(settings.data.output_dir).parent / "reports"
+
+
+PLAIN_DIR = Path("artifacts/reports/plain_finetune")
 """Recorded plain-MiniLM-finetune runs (`python -m cluster.evaluation.plain_finetune <dataset>`)."""
 QUICK_ROWS = 300
 """Rows per split in a --quick run."""
 
 
 def find_bundle(settings, task: str, model_dir: Path | None) -> Path | None:
-    """The finetuned bundle to score: --model-dir, else finetune.output_dir/<task>, else None."""
-    candidates = [Path(model_dir)] if model_dir else [Path(settings.finetune.output_dir) / task]
+    """The finetuned bundle to score: --model-dir, else a folder under finetune.output_dir whose heads include
+    the task's (its own folder, the latest run, then any multi-task folder), else None."""
+    import json
+
+    from cluster.tasks import task_spec
+
+    if model_dir:
+        candidates = [Path(model_dir)]
+    else:
+        root = Path(settings.finetune.output_dir)
+        candidates = [root / task, root / "latest", *sorted(p for p in root.glob("*") if task in p.name)]
+    head = task_spec(task).head
     for folder in candidates:
-        if (folder / "model.safetensors").exists():
-            return folder
+        config = folder / "config.json"
+        if (folder / "model.safetensors").exists() and config.exists():
+            if model_dir or head in json.loads(config.read_text()).get("heads", {}):
+                return folder
     if model_dir:
         raise FileNotFoundError(f"--model-dir {model_dir} has no model.safetensors")
     return None
@@ -94,7 +111,7 @@ def run_evaluate(settings, task: str, console, *, model_dir: Path | None = None,
     meta = {"command": command_line(), "git_commit": git_commit(), "git_dirty": git_dirty(), "quick": quick,
             "model_dir": str(bundle) if bundle else None, "config": settings.model_dump(mode="json"),
             "wall_s": wall}
-    json_path, md_path = write_task_report(task, results, REPORTS_DIR, meta)
+    json_path, md_path = write_task_report(task, results, report_dir(settings), meta)
     console.print(f"wrote {json_path} and {md_path}")
     for dataset, entry in results.items():
         for line in entry["findings"]:
@@ -106,9 +123,33 @@ def run_report(settings, console) -> int:
     """Gather every artifacts/reports/<task>.json into artifacts/reports/index.md."""
     from cluster.evaluation.report import write_index
 
-    path = write_index(REPORTS_DIR)
+    path = write_index(report_dir(settings))
     console.print(f"wrote {path}")
     return 0
+
+
+def summary_rows(folder: Path) -> list[tuple]:
+    """(data set, metric, finmm, best baseline, published) per data set of every report in `folder`."""
+    import json
+
+    from cluster.evaluation.report import PRIMARY, _primary
+
+    rows = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            report = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue
+        for name, entry in report.get("datasets", {}).items():
+            scored = [(b["model"], _primary(name, b["headline"])) for b in entry.get("baselines", [])]
+            scored = [s for s in scored if s[1] is not None]
+            best = max(scored, key=lambda s: s[1]) if scored else None
+            fin = entry.get("finmm", {})
+            value = _primary(name, fin["headline"]) if fin.get("status") == "measured" else None
+            rows.append((name, PRIMARY.get(name, ""), f"{value:.4f}" if value is not None else "not measured",
+                         f"{best[1]:.4f} ({best[0]})" if best else "", entry.get("published", {}).get(
+                             {"auc_mean": "auc_range"}.get(PRIMARY.get(name, ""), PRIMARY.get(name, "")), "")))
+    return rows
 
 
 def run_tune(settings, task: str, console, *, num_samples: int, max_concurrent: int) -> int:

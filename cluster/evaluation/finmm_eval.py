@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -111,8 +112,9 @@ def reason_code_examples(model, table: pa.Table, layout: BatchLayout, dataset: s
 def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, data_root: str | Path | None = None,
                     max_rows: int | None = None) -> dict:
     """Every EVAL.md figure of the bundle on `task`'s data sets (German Credit excluded: see `german_cv`),
-    plus the ablations and, for credit, reason codes. Returns {dataset: {...}}; predictions under
-    "_predictions" (not JSON)."""
+    plus the ablations and, for credit, reason codes. With `max_rows` (quick runs) only the test rows of
+    `load_rows(..., max_rows)` are scored, the same rows as the baselines. Returns {dataset: {...}};
+    predictions under "_predictions" (not JSON)."""
     from model.bundle import load_bundle
 
     torch.set_num_threads(2)
@@ -124,8 +126,12 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
         start = time.perf_counter()
         modalities = prepared_modalities(output_dir, dataset)
         tab = dataset if "tabular" in modalities else None
-        table = read_split(output_dir, dataset, "test", max_rows)
-        rows = load_rows(dataset, data_root)  # scored rows = the test rows read (max_rows: the shards' first)
+        table = read_split(output_dir, dataset, "test")
+        if max_rows is not None:  # quick: the same evenly spaced test rows the baselines are scored on
+            sample = load_rows(dataset, data_root, max_rows)
+            wanted = pa.array(sample.loc[sample["split"] == "test", "id"].tolist(), pa.string())
+            table = table.filter(pc.is_in(table["id"], value_set=wanted))
+        rows = load_rows(dataset, data_root)
         rows = rows[rows["id"].isin(set(table["id"].to_pylist())) | (rows["split"] != "test")]
         pred = predict(bundle.model, spec.head, table, layout, tab)
         item: dict = {"_predictions": pred}

@@ -95,11 +95,10 @@ def trial(config: dict) -> None:
     """Tune function trainable: one finetune with the sampled overrides, reporting validation per epoch."""
     from ray import tune
 
-    from finmm.config import FinMMSettings
-
     tasks, base, overrides = config["tasks"], config["base"], config["overrides"]
+    settings_type = config["settings_type"]  # the composed settings class, passed in by the caller
     trial_dir = Path(config["work_dir"]) / tune.get_context().get_trial_id()
-    settings = FinMMSettings.model_validate(apply_overrides(base, overrides | {
+    settings = settings_type.model_validate(apply_overrides(base, overrides | {
         "cluster.storage_path": str(trial_dir / "runs"), "finetune.output_dir": str(trial_dir / "model")}))
     from cluster.trainer import finetune
 
@@ -155,7 +154,8 @@ def tune_task(settings, task: str, *, num_samples: int = 8, max_concurrent: int 
     max_epochs = 4
     base = settings.model_dump(mode="json")
     base["finetune"]["cpus_per_worker"] = fit_worker_cpus(settings, max_concurrent)
-    param_space = {"tasks": [task], "base": base, "work_dir": str(work_dir), "overrides": space}
+    param_space = {"tasks": [task], "base": base, "settings_type": type(settings), "work_dir": str(work_dir),
+                   "overrides": space}
     trainable = tune.with_resources(trial, {"CPU": TRIAL_CPU})  # the nested TorchTrainer reserves the rest
     tuner = tune.Tuner(
         trainable,
@@ -167,11 +167,17 @@ def tune_task(settings, task: str, *, num_samples: int = 8, max_concurrent: int 
         run_config=tune.RunConfig(name=f"tune-{task}", storage_path=str(work_dir)),
     )
     grid = tuner.fit()
-    best = grid.get_best_result(metric=SCORE, mode="max", scope="all")
+    scored = [r for r in grid if r.metrics and SCORE in r.metrics]
+    if not scored:
+        errors = [r.error for r in grid if r.error is not None]
+        raise RuntimeError(f"no tune trial reported a validation score ({len(errors)} failed); first error: "
+                           f"{errors[0] if errors else 'none'}")
+    best = max(scored, key=lambda r: r.metrics[SCORE])  # last reported epoch of each trial
     overrides = dict(best.config["overrides"])
-    trials = [{"overrides": r.config["overrides"], SCORE: (r.metrics or {}).get(SCORE)} for r in grid]
+    trials = [{"overrides": r.config["overrides"], SCORE: (r.metrics or {}).get(SCORE),
+               "error": str(r.error) if r.error else None} for r in grid]
     recipe_path = Path(recipe_path) if recipe_path else RECIPES_DIR / f"{task}.tuned.yaml"
-    score = float(best.metrics[SCORE]) if best.metrics and SCORE in best.metrics else float("nan")
+    score = float(best.metrics[SCORE])
     write_recipe(recipe_path, {"finetune.tasks": [task], "model.preset": settings.model.preset, **overrides},
                  comment=f"written by `finmm tune --task {task}`: best of {len(trials)} trials (ASHA), validation "
                          f"{spec.selection_metric} {score:.4f}.\nChosen on the validation split only.")

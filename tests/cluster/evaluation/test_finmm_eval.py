@@ -103,10 +103,12 @@ def test_credit_risk_text_ablation_and_reason_codes(tmp_path, data_root):
         assert all(c["feature"].startswith("lending_club.") and c["attribution"] > 0 for c in item["reason_codes"])
 
 
-def test_stock_movement_modality_ablations(tmp_path, data_root):
+def test_stock_movement_modality_ablations(tmp_path, data_root, monkeypatch):
     layout = BatchLayout(image_size=16, series_days=5)
     bundle = _bundle_with_layout(tmp_path / "bundle", {"stock_movement": {}}, layout)
-    rows = load_rows("stocknet", data_root)
+    from finmm.evaluate_command import QUICK_ROWS
+
+    rows = load_rows("stocknet", data_root, max_rows=QUICK_ROWS)  # the rows a quick evaluate scores
     test = rows[rows["split"] == "test"].head(N)
     rng = np.random.default_rng(3)
     folder = tmp_path / "data" / "stocknet" / "test"
@@ -122,7 +124,41 @@ def test_stock_movement_modality_ablations(tmp_path, data_root):
     }), folder / "part-0.parquet")  # fmt: skip
     (tmp_path / "data" / "stocknet" / "manifest.json").write_text(
         json.dumps({"modalities": ["text", "series", "image"]}))
-    out = evaluate_bundle(bundle, "stock_movement", tmp_path / "data", data_root)["stocknet"]
+    out = evaluate_bundle(bundle, "stock_movement", tmp_path / "data", data_root, max_rows=QUICK_ROWS)["stocknet"]
     assert out["figures"]["n_test"] == n
     assert set(out["ablations"]) == {"without_text", "without_image", "without_series"}
     assert all(a["n"] == n for a in out["ablations"].values())
+
+    # the same through `finmm evaluate` (quick): finmm is measured, ablation bars drawn, the loss is stated
+    from rich.console import Console
+
+    from finmm.config import load_settings
+    from finmm.evaluate_command import run_evaluate
+
+    settings = load_settings(None, [f"data.root={data_root}", f"data.output_dir={tmp_path / 'data'}"])
+    monkeypatch.chdir(tmp_path)
+    console = Console(file=open(tmp_path / "log.txt", "w"))
+    assert run_evaluate(settings, "stock_movement", console, model_dir=bundle, quick=True) == 0
+    report = json.loads((tmp_path / "reports/stock_movement.json").read_text())
+    entry = report["datasets"]["stocknet"]
+    assert entry["finmm"]["status"] == "measured" and "stock_movement_stocknet_ablation.png" in entry["plots"]
+    assert "finmm ablations" in (tmp_path / "reports/stock_movement.md").read_text()
+
+
+def test_german_fold_views(tmp_path):
+    from cluster.evaluation.finmm_eval import german_fold_views
+
+    src = tmp_path / "data" / "german_credit"
+    for k in range(5):
+        (src / f"fold{k}").mkdir(parents=True)
+        pq.write_table(pa.table({"id": [f"r{k}a", f"r{k}b"], "label": [0, 1]}), src / f"fold{k}" / "part-0.parquet")
+    (src / "manifest.json").write_text(json.dumps({"modalities": ["tabular"]}))
+    (tmp_path / "data" / "tokenizer.json").write_text("{}")
+    views = german_fold_views(tmp_path / "data", tmp_path / "views")
+    assert len(views) == 5
+    for k, view in enumerate(views):
+        train = pq.read_table(view / "german_credit" / "train").column("id").to_pylist()
+        test = pq.read_table(view / "german_credit" / "test").column("id").to_pylist()
+        assert sorted(test) == [f"r{k}a", f"r{k}b"]
+        assert len(train) == 8 and not set(train) & set(test)
+        assert (view / "german_credit" / "manifest.json").exists() and (view / "tokenizer.json").exists()

@@ -52,3 +52,12 @@ def test_validation_score_reads_the_trainer_metrics_log(tmp_path):
     assert validation_score({"val/lending_club/auc": 0.7}, "credit_risk") == pytest.approx(0.7)
     assert _epoch_scores(log, "sentiment", 0) == [(1.0, pytest.approx(0.65)), (2.0, pytest.approx(0.75))]
     assert _epoch_scores(log, "sentiment", 1) == [(2.0, pytest.approx(0.75))]
+
+
+def test_trials_fit_on_the_cluster():
+    from cluster.evaluation.tune import TRIAL_CPU, fit_worker_cpus
+
+    settings = load_settings(None, ["finetune.num_workers=2", "finetune.cpus_per_worker=1.0"])
+    cpus = fit_worker_cpus(settings, max_concurrent=1, cluster_cpus=2)
+    assert TRIAL_CPU + 2 * cpus <= 2  # else the nested TorchTrainer would wait for CPUs forever
+    assert fit_worker_cpus(settings, max_concurrent=1, cluster_cpus=16) == 1.0

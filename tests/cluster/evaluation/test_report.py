@@ -57,11 +57,11 @@ def test_run_evaluate_quick_without_bundle(tmp_path, monkeypatch, data_root):
     monkeypatch.chdir(tmp_path)
     console = Console(file=open(tmp_path / "log.txt", "w"))
     assert run_evaluate(settings, "sentiment", console, quick=True) == 0
-    report = json.loads((tmp_path / "artifacts/reports/sentiment.json").read_text())
+    report = json.loads((tmp_path / "reports/sentiment.json").read_text())
     assert report["quick"] is True
     assert set(report["datasets"]) == {"financial_phrasebank", "fincuge_finfe"}
     assert report["datasets"]["fincuge_finfe"]["finmm"]["status"].startswith("not trained yet")
     assert report["datasets"]["financial_phrasebank"]["checksums"]["source_files"][0]["sha256"]
-    assert "Quick run" in (tmp_path / "artifacts/reports/sentiment.md").read_text()
+    assert "Quick run" in (tmp_path / "reports/sentiment.md").read_text()
     assert run_report(settings, console) == 0
-    assert (tmp_path / "artifacts/reports/index.md").exists()
+    assert (tmp_path / "reports/index.md").exists()

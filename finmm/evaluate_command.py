@@ -44,11 +44,18 @@ def _finmm_entries(settings, task, bundle, datasets, max_rows, console) -> tuple
     """finmm's figures per data set, or a status saying why there are none."""
     from cluster.evaluation import evaluators as ev
 
-    entries = {d: {"status": "not trained yet: no finetuned bundle (run `finmm finetune --task "
-                             f"{task}`, then `finmm evaluate --task {task}`)"} for d in datasets}
+    entries = {
+        d: {
+            "status": "not trained yet: no finetuned bundle (run `finmm finetune --task "
+            f"{task}`, then `finmm evaluate --task {task}`)"
+        }
+        for d in datasets
+    }
     if "german_credit" in entries:
-        entries["german_credit"] = {"status": "not measured yet: finmm on German Credit needs five finetunes, one "
-                                              "per CV fold (cluster.evaluation.finmm_eval.german_cv)"}
+        entries["german_credit"] = {
+            "status": "not measured yet: finmm on German Credit needs five finetunes, one "
+            "per CV fold (cluster.evaluation.finmm_eval.german_cv)"
+        }
     if bundle is None:
         return entries, 0.0
     from cluster.evaluation.finmm_eval import evaluate_bundle
@@ -68,7 +75,15 @@ def _finmm_entries(settings, task, bundle, datasets, max_rows, console) -> tuple
     return entries, time.perf_counter() - start
 
 
-def run_evaluate(settings, task: str, console, *, model_dir: Path | None = None, quick: bool = False) -> int:
+def run_evaluate(
+    settings,
+    task: str,
+    console,
+    *,
+    model_dir: Path | None = None,
+    quick: bool = False,
+    max_test_rows: int | None = None,
+) -> int:
     """Baselines (always) and finmm (when a finetuned bundle exists) on `task`'s data sets; writes
     artifacts/reports/<task>.json, <task>.md and PNG plots."""
     from cluster.evaluation.baselines import run_baselines
@@ -102,15 +117,23 @@ def run_evaluate(settings, task: str, console, *, model_dir: Path | None = None,
             console.print(f"  {dataset} | {b['model']}: {b['headline']} ({b['wall_s']} s)")
         results[dataset] = {"baselines": baselines}
         wall[f"baselines_{dataset}"] = round(time.perf_counter() - t0, 2)
-    finmm, finmm_s = _finmm_entries(settings, task, bundle, datasets, max_rows, console)
+    finmm_rows = max_rows or max_test_rows
+    finmm, finmm_s = _finmm_entries(settings, task, bundle, datasets, finmm_rows, console)
     for dataset in datasets:
         results[dataset]["finmm"] = finmm[dataset]
         results[dataset]["checksums"] = data_checksums(dataset, settings.data.output_dir, settings.data.root)
     wall["finmm"] = round(finmm_s, 2)
     wall["total"] = round(time.perf_counter() - started, 2)
-    meta = {"command": command_line(), "git_commit": git_commit(), "git_dirty": git_dirty(), "quick": quick,
-            "model_dir": str(bundle) if bundle else None, "config": settings.model_dump(mode="json"),
-            "wall_s": wall}
+    meta = {
+        "command": command_line(),
+        "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
+        "quick": quick,
+        "finmm_max_rows_per_split": finmm_rows,
+        "model_dir": str(bundle) if bundle else None,
+        "config": settings.model_dump(mode="json"),
+        "wall_s": wall,
+    }
     json_path, md_path = write_task_report(task, results, report_dir(settings), meta)
     console.print(f"wrote {json_path} and {md_path}")
     for dataset, entry in results.items():
@@ -146,9 +169,17 @@ def summary_rows(folder: Path) -> list[tuple]:
             best = max(scored, key=lambda s: s[1]) if scored else None
             fin = entry.get("finmm", {})
             value = _primary(name, fin["headline"]) if fin.get("status") == "measured" else None
-            rows.append((name, PRIMARY.get(name, ""), f"{value:.4f}" if value is not None else "not measured",
-                         f"{best[1]:.4f} ({best[0]})" if best else "", entry.get("published", {}).get(
-                             {"auc_mean": "auc_range"}.get(PRIMARY.get(name, ""), PRIMARY.get(name, "")), "")))
+            rows.append(
+                (
+                    name,
+                    PRIMARY.get(name, ""),
+                    f"{value:.4f}" if value is not None else "not measured",
+                    f"{best[1]:.4f} ({best[0]})" if best else "",
+                    entry.get("published", {}).get(
+                        {"auc_mean": "auc_range"}.get(PRIMARY.get(name, ""), PRIMARY.get(name, "")), ""
+                    ),
+                )
+            )
     return rows
 
 
@@ -161,6 +192,8 @@ def run_tune(settings, task: str, console, *, num_samples: int, max_concurrent: 
     ensure_ray(settings.cluster)
     outcome = tune_task(settings, task, num_samples=num_samples, max_concurrent=max_concurrent)
     console.print(f"best validation {outcome.metric} = {outcome.best_score:.4f} with {outcome.best_overrides}")
-    console.print(f"wrote recipe {outcome.recipe_path}; train with it: `finmm finetune --task {task} "
-                  f"$(python -m cluster.evaluation.recipes overrides {outcome.recipe_path})`")
+    console.print(
+        f"wrote recipe {outcome.recipe_path}; train with it: `finmm finetune --task {task} "
+        f"$(python -m cluster.evaluation.recipes overrides {outcome.recipe_path})`"
+    )
     return 0

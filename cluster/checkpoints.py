@@ -1,17 +1,28 @@
-"""Checkpoint layout, saving from every rank, and finding the latest one of a run.
+"""Checkpoint layout, saving from every rank, finding the latest one of a run, and checking its integrity.
 
 A checkpoint folder holds:
 - `deepspeed/`: every rank's DeepSpeed shards (model, optimizer and scheduler state), for exact resume;
 - `model/`: the consolidated fp32 `save_pretrained` folder (safetensors) that finetuning and serving load;
-- `train_state.json`: the step, every stream's data position, and the last metrics.
+- `train_state.json`: the step, every stream's data position, and the last metrics;
+- `checksums.json`: sha256 and size of every file of `model/` and of `train_state.json`, written last.
 Each rank writes its shards into a temporary folder and reports it; Ray Train merges the folders.
+
+Crash safety: rank 0 writes `model/` under a temporary name and renames it, writes `train_state.json` and
+`checksums.json` to temporary names and renames them (a rename is atomic on one file system), and writes
+`checksums.json` last. A folder without a `checksums.json`, or with a listed file missing or of the wrong
+size, is incomplete (a save or a copy killed halfway): `latest_checkpoint` skips it, so the previous
+checkpoint is used. `verify_checkpoint` re-hashes every listed file and raises `CheckpointCorruptError`
+naming the file; it runs before a checkpoint is resumed from or its model folder copied.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,8 +30,15 @@ import torch
 DEEPSPEED_DIR = "deepspeed"
 MODEL_DIR = "model"
 STATE_FILE = "train_state.json"
+CHECKSUMS_FILE = "checksums.json"
 TAG = "ckpt"
+PARTIAL_SUFFIX = ".partial"
+"""Suffix of a file or folder being written; renamed to its final name once complete."""
 _NAME = re.compile(r"^checkpoint_(\d+)$")
+
+
+class CheckpointCorruptError(RuntimeError):
+    """A checkpoint file is missing or does not match the sha256 recorded in checksums.json when it was saved."""
 
 
 def checkpoint_name(step: int) -> str:
@@ -38,17 +56,123 @@ def consolidated_state_dict(engine) -> dict[str, torch.Tensor] | None:
     return {k: v.detach().to(torch.float32).cpu().clone() for k, v in state.items()}
 
 
+# ------------------------------------------------------------------------------------ atomic writes
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. a file system that cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `path` through a temporary file, fsync and rename: readers see the old file or the whole new one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _checked_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in (folder / MODEL_DIR).rglob("*") if p.is_file())
+    return [*files, folder / STATE_FILE]
+
+
+def write_checksums(folder: Path) -> dict:
+    """Record sha256 and size of `model/*` and `train_state.json` in `checksums.json` (atomically, last)."""
+    folder = Path(folder)
+    files = {p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+             for p in _checked_files(folder)}
+    manifest = {"algorithm": "sha256", "files": files}
+    atomic_write_text(folder / CHECKSUMS_FILE, json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
+
+
+def _read_checksums(folder: Path) -> dict | None:
+    try:
+        manifest = json.loads((folder / CHECKSUMS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
+
+
+def is_complete(folder: Path) -> bool:
+    """Cheap completeness check (no hashing): checksums.json is readable and every file it lists is there with
+    the recorded size. False for a save or a copy that stopped halfway."""
+    folder = Path(folder)
+    manifest = _read_checksums(folder)
+    if manifest is None or STATE_FILE not in manifest["files"]:
+        return False
+    for rel, entry in manifest["files"].items():
+        path = folder / rel
+        if not path.is_file() or path.stat().st_size != entry.get("bytes"):
+            return False
+    return True
+
+
+def verify_checkpoint(folder: Path) -> None:
+    """Re-hash every file listed in `checksums.json`; raise CheckpointCorruptError naming the first bad one."""
+    folder = Path(folder)
+    manifest = _read_checksums(folder)
+    if manifest is None:
+        raise CheckpointCorruptError(
+            f"checkpoint {folder} has no readable {CHECKSUMS_FILE}: the save did not complete, or the folder was "
+            "not written by finmm. Resume from an earlier checkpoint_* folder of the run.")
+    for rel, entry in sorted(manifest["files"].items()):
+        path = folder / rel
+        if not path.is_file():
+            raise CheckpointCorruptError(f"checkpoint {folder}: {rel} is missing (listed in {CHECKSUMS_FILE})")
+        got = sha256_file(path)
+        if got != entry.get("sha256"):
+            raise CheckpointCorruptError(
+                f"checkpoint {folder}: {rel} is corrupted (sha256 {got[:12]}..., saved as "
+                f"{str(entry.get('sha256'))[:12]}...). Resume from an earlier checkpoint_* folder of the run.")
+
+
+# ------------------------------------------------------------------------------------ save and load
+def write_model_and_state(folder: Path, weights: dict[str, torch.Tensor],
+                          export_model: Callable[[dict, Path], None], train_state: dict) -> None:
+    """Rank 0's part: `model/` (exported under a temporary name, then renamed), `train_state.json`, and last
+    `checksums.json`. Killed at any point, the folder is either complete or recognisably incomplete."""
+    folder = Path(folder)
+    partial = folder / (MODEL_DIR + PARTIAL_SUFFIX)
+    shutil.rmtree(partial, ignore_errors=True)
+    export_model(weights, partial)
+    shutil.rmtree(folder / MODEL_DIR, ignore_errors=True)
+    os.replace(partial, folder / MODEL_DIR)
+    atomic_write_text(folder / STATE_FILE, json.dumps(train_state, indent=2))
+    write_checksums(folder)
+
+
 def save_rank_checkpoint(engine, folder: Path, export_model, train_state: dict) -> None:
     """Write this rank's part of a checkpoint into `folder` (a fresh local temp dir)."""
     engine.save_checkpoint(str(folder / DEEPSPEED_DIR), tag=TAG, client_state={"step": train_state["step"]})
     weights = consolidated_state_dict(engine)
     if weights is not None:
-        export_model(weights, folder / MODEL_DIR)
-        (folder / STATE_FILE).write_text(json.dumps(train_state, indent=2))
+        write_model_and_state(folder, weights, export_model, train_state)
 
 
 def load_rank_checkpoint(engine, folder: Path) -> dict:
-    """Restore engine state (weights, optimizer, scheduler) and return the saved train state."""
+    """Verify the checkpoint's checksums, restore engine state (weights, optimizer, scheduler) and return the
+    saved train state."""
+    verify_checkpoint(folder)
     load_path, _ = engine.load_checkpoint(str(folder / DEEPSPEED_DIR), tag=TAG)
     if load_path is None:
         raise RuntimeError(f"DeepSpeed found no checkpoint under {folder / DEEPSPEED_DIR}")
@@ -56,18 +180,21 @@ def load_rank_checkpoint(engine, folder: Path) -> dict:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The highest-step complete checkpoint folder of a run (one with a train_state.json), or None."""
+    """The highest-step complete checkpoint folder of a run, or None. Complete: `model/`, `train_state.json`
+    and a `checksums.json` whose files are all present at their recorded sizes (see `is_complete`)."""
     run_dir = Path(run_dir)
     found = []
     for path in run_dir.glob("checkpoint_*"):
         match = _NAME.match(path.name)
-        if match and (path / STATE_FILE).exists() and (path / MODEL_DIR).exists():
+        if match and (path / STATE_FILE).exists() and (path / MODEL_DIR).exists() and is_complete(path):
             found.append((int(match.group(1)), path))
     return max(found)[1] if found else None
 
 
 def copy_model_folder(checkpoint: Path, destination: Path) -> Path:
-    """Copy a checkpoint's consolidated `save_pretrained` folder to `destination` (replacing it)."""
+    """Verify the checkpoint, then copy its consolidated `save_pretrained` folder to `destination` (replacing
+    it; the copy is made under a temporary name and renamed)."""
+    verify_checkpoint(checkpoint)
     source = Path(checkpoint) / MODEL_DIR
     tmp = destination.with_name(destination.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

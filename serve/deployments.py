@@ -13,6 +13,10 @@ into one batch) plus the attributions (one explain() per head present, with grad
 the backbone so that one copy of the weights serves both and they share its batching.
 Task methods return {"result": ..., "timing": {stage: ms}} or {"error": {"status", "message", "loc"}}: input
 errors travel as values, never as exceptions, so a bad request cannot crash a replica.
+A replica that dies mid-request (process killed, node lost) surfaces as a RayActorError at the caller;
+idempotent calls (every backbone forward, and the task predictions the ingress marks idempotent) are retried
+on another replica by `retry_idempotent`, so a client sees a slower answer rather than a 500 (see
+docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -46,6 +50,35 @@ def _ms(t0: float) -> float:
 
 def _error(exc: InputError) -> dict:
     return {"error": exc.to_dict()}
+
+
+RETRY_ATTEMPTS = 3
+"""Tries of an idempotent call when the replica serving it dies (the first try included)."""
+RETRY_BACKOFF_S = 0.25
+"""Wait before the second try; doubled before each further one (Serve meanwhile routes around the dead replica)."""
+
+
+def replica_died(exc: BaseException) -> bool:
+    """True for the errors of a replica that went away mid-request (not for errors raised by the code it ran).
+    A RayTaskError caused by a dead downstream replica is an instance of its cause, so it counts too."""
+    from ray.exceptions import RayActorError
+    from ray.serve.exceptions import ReplicaUnavailableError
+
+    return isinstance(exc, RayActorError | ReplicaUnavailableError)
+
+
+async def retry_idempotent(call, *args, attempts: int = RETRY_ATTEMPTS, backoff_s: float = RETRY_BACKOFF_S):
+    """`await call(*args)`, tried again (with exponential backoff) while the replica serving it died. Only for
+    calls that are safe to repeat: a retried request may have run partly on the dead replica."""
+    for attempt in range(attempts):
+        try:
+            return await call(*args)
+        except Exception as exc:
+            if not replica_died(exc) or attempt == attempts - 1:
+                raise
+            logger.warning("replica died during %s (%s); retry %d of %d", getattr(call, "__qualname__", call),
+                           type(exc).__name__, attempt + 1, attempts - 1)
+            await asyncio.sleep(backoff_s * 2 ** attempt)
 
 
 @serve.deployment(name="Backbone")
@@ -105,7 +138,9 @@ class _Task:
         self.pre = Preprocessor(Path(model_dir))
 
     async def _infer(self, row, explain: bool, target: int | None = None) -> dict:
-        return await self.backbone.infer.remote({"row": row, "head": self.head, "explain": explain, "target": target})
+        """One backbone forward; a pure function of the row, so retried when the backbone replica dies."""
+        item = {"row": row, "head": self.head, "explain": explain, "target": target}
+        return await retry_idempotent(lambda: self.backbone.infer.remote(item))
 
     def ready(self) -> bool:
         return True

@@ -44,6 +44,10 @@ def read_lines(path: Path) -> list[str]:
         raw = path.read_bytes()
     except OSError as e:
         raise SPEC.file_error(path, f"cannot read: {e}") from e
+    if not raw.strip():
+        raise SPEC.file_error(path, "file is empty; expected lines of `sentence@label`")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SPEC.file_error(path, "file is UTF-16-encoded, expected the original latin-1 bytes")
     if not raw.isascii():
         try:
             raw.decode("utf-8")

@@ -108,11 +108,7 @@ CASES = [
     ("banking77", "categories.json", ["truncated", "missing_field"]),
     ("stocknet", "price/raw/AAPL.csv", ["truncated"]),
 ]
-KNOWN_GAPS = {
-    ("financial_phrasebank", "Sentences_50Agree.txt", "empty"):
-        "the phrasebank loader reads an empty file as a data set of 0 rows instead of refusing it "
-        "(actors/sources/phrasebank.py; german_credit refuses with 'file is empty')",
-}
+KNOWN_GAPS: dict[tuple[str, str, str], str] = {}
 """Cases where a loader falls short of the contract; strict xfail, so a fix turns them into failures to remove."""
 PARAMS = [pytest.param(d, f, c, id=f"{d}:{f}:{c}",
                        marks=[pytest.mark.xfail(reason=KNOWN_GAPS[(d, f, c)], strict=True)]

@@ -43,8 +43,10 @@ def submit(
     address: str | None = None,
     working_dir: Path | None = None,
     submission_id: str | None = None,
+    agent_wait_s: float = 120.0,
 ) -> str:
-    """Submit `finmm <finmm_args>` with the repository as working_dir; return the submission id."""
+    """Submit `finmm <finmm_args>` with the repository as working_dir; return the submission id. A cluster
+    whose job agent is still starting is retried for up to `agent_wait_s` seconds."""
     if not finmm_args:
         raise ValueError("nothing to submit: give a finmm command after --, e.g. finmm submit -- prepare")
     client = job_client(cluster, address)
@@ -54,10 +56,18 @@ def submit(
     env_vars.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     runtime_env["env_vars"] = env_vars
     entrypoint = "python -m finmm.cli " + " ".join(shlex.quote(a) for a in finmm_args)
-    try:
-        return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id)
-    except Exception as exc:
-        raise ClusterUnreachableError(f"job submission to {address or cluster.job_address} failed: {exc}") from None
+    deadline = time.monotonic() + agent_wait_s
+    while True:
+        try:
+            return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id)
+        except Exception as exc:
+            # A head that has just started answers before its job agent is up; that is worth waiting for.
+            if "No available agent" in str(exc) and time.monotonic() < deadline:
+                time.sleep(2.0)
+                continue
+            raise ClusterUnreachableError(
+                f"job submission to {address or cluster.job_address} failed: {exc}"
+            ) from None
 
 
 def wait(

@@ -57,7 +57,8 @@ def send_samples(base_url: str, output_dir: Path, data_root: Path) -> list[dict]
         first = {}
 
         def chat_first():
-            answer = client.customer_service("My new card still hasn't arrived, where is it?")
+            answer = client.customer_service("My new card still hasn't arrived, where is it?",
+                                             conversation_id="demo-conversation")
             first["id"] = answer.conversation_id
             return answer
 

@@ -5,23 +5,15 @@ group), never other Ray processes on the machine: `ray stop` would kill them all
 """
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from ray_head import free_port, start_head, stop_head
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def finmm(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -32,34 +24,11 @@ def finmm(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def ray_head(tmp_path_factory):
-    gcs_port, dashboard_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs_port}", "--num-cpus=1",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-         f"--temp-dir={tmp_path_factory.mktemp('ray')}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    address = f"http://127.0.0.1:{dashboard_port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", dashboard_port)) == 0:
-                break
-        time.sleep(1)
-    else:
-        os.killpg(head.pid, signal.SIGTERM)
-        pytest.fail("ray start --head did not bring up the dashboard within 90 s")
+def ray_head():
+    temp = Path(f"/tmp/finmm-jobs-{os.getpid()}")  # short: Ray's socket paths must stay under 108 bytes
+    head, address = start_head(temp)
     yield head, address
-    if head.poll() is None:
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
+    stop_head(head)
 
 
 @pytest.mark.timeout(300)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from reliability_helpers import REPO, free_port, record
+from ray_head import start_head
+from reliability_helpers import REPO, record
 
 BIN = Path(sys.executable).parent
 
@@ -53,28 +53,14 @@ def _follow_until_running(submit: subprocess.Popen, deadline: float) -> list[str
 def test_head_lost_while_following_a_job_is_exit_3_without_traceback(tmp_path):
     import psutil
 
-    gcs_port, dashboard_port = free_port(), free_port()
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0"}
     temp = Path(f"/tmp/finmm-rel-{os.getpid()}")  # short: Ray's socket paths must stay under 108 bytes
-    head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs_port}", "--num-cpus=1",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-         f"--temp-dir={temp}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    head, address = start_head(temp)
+    dashboard_port = int(address.rsplit(":", 1)[1])
     started: list = []
     submit = None
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled",
+           "RAY_USAGE_STATS_ENABLED": "0"}
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", dashboard_port)) == 0:
-                    break
-            assert head.poll() is None, "ray start --head exited"
-            time.sleep(1)
-        else:
-            pytest.fail("ray start --head did not bring up the dashboard within 120 s")
-
         slow = tmp_path / "slow_start"
         slow.mkdir()
         (slow / "sitecustomize.py").write_text(  # only the job's `python -m finmm.cli`, not Ray's own workers

@@ -76,7 +76,7 @@ def _run_name(kind: str, label: str) -> str:
 
 
 def _fit(spec: LoopSpec, trainer: TrainerSettings, datasets: dict, name: str, storage: Path,
-         resume_from: Path | None, num_to_keep: int) -> None:
+         num_to_keep: int) -> None:
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -140,7 +140,7 @@ def pretrain(settings, resume: Path | None = None, name: str | None = None) -> T
     steps_per_epoch = max(math.ceil(max(s.micro_batches_per_epoch for s in streams)
                                     / trainer.deepspeed.gradient_accumulation_steps), 1)
     total = trainer.max_steps or trainer.epochs * steps_per_epoch
-    resume_ckpt, resume_name, resume_storage = _resolve_resume(resume)
+    _, resume_name, resume_storage = _resolve_resume(resume)  # raises if the run has no checkpoint
     storage = resume_storage or Path(settings.cluster.storage_path).resolve()
     name = resume_name or name or _run_name("pretrain", settings.model.preset)
     spec = LoopSpec(
@@ -150,7 +150,7 @@ def pretrain(settings, resume: Path | None = None, name: str | None = None) -> T
         steps_per_epoch=steps_per_epoch, tokenizer_path=str(output_dir / TOKENIZER),
         preprocessing_state=preprocessing_state(settings, layout),
     )
-    _fit(spec, trainer, datasets, name, storage, resume_ckpt, trainer.keep_checkpoints)
+    _fit(spec, trainer, datasets, name, storage, trainer.keep_checkpoints)
     return _finish(storage / name, started, Path(trainer.output_dir) / "latest")
 
 
@@ -192,7 +192,7 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
                                     / trainer.deepspeed.gradient_accumulation_steps), 1)
     total = trainer.max_steps or trainer.epochs * steps_per_epoch
     init_from = trainer.init_from or latest_pretrained(settings)
-    resume_ckpt, resume_name, resume_storage = _resolve_resume(resume)
+    _, resume_name, resume_storage = _resolve_resume(resume)  # raises if the run has no checkpoint
     storage = resume_storage or Path(settings.cluster.storage_path).resolve()
     name = resume_name or name or _run_name("finetune", "+".join(tasks))
     spec = LoopSpec(
@@ -203,7 +203,7 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
         preprocessing_state=preprocessing_state(settings, layout),
         init_from=str(Path(init_from).resolve()) if init_from else None, heads=heads, validation=validation,
     )
-    _fit(spec, trainer, datasets, name, storage, resume_ckpt, trainer.keep_checkpoints)
+    _fit(spec, trainer, datasets, name, storage, trainer.keep_checkpoints)
     export = Path(trainer.output_dir) / "+".join(tasks)
     outcome = _finish(storage / name, started, export)
     latest = Path(trainer.output_dir) / "latest"

@@ -129,3 +129,18 @@ class FinetuneSection(TrainerSettings):
     """Peak learning rate of AdamW for finetuning."""
     epochs: int = Field(3, ge=1)
     """Passes over the task's training data."""
+    loss_weights: dict[TaskName, float] = Field(default_factory=dict)
+    """Weight of each task's loss in a multi-task finetune's summed loss (a step draws one micro-batch per
+    task), e.g. `{sentiment: 1.0, customer_service: 0.5}`. A task left out weighs 1.0. With one task a
+    weight only rescales the gradient, so tune the learning rate instead."""
+
+    @model_validator(mode="after")
+    def _loss_weights_are_usable(self) -> FinetuneSection:
+        import math
+
+        for task, weight in self.loss_weights.items():
+            if not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"finetune.loss_weights.{task} is {weight}; use a finite number >= 0")
+        if self.loss_weights and not any(self.loss_weights.get(t, 1.0) > 0 for t in self.tasks):
+            raise ValueError("finetune.loss_weights gives every task in finetune.tasks weight 0; nothing would train")
+        return self

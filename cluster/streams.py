@@ -39,6 +39,8 @@ class StreamSpec:
     """The data set whose tabular block the rows fill (collate needs it)."""
     head: str | None = None
     """Finetuning: the head the `label` column trains."""
+    loss_weight: float = 1.0
+    """Finetuning: the factor on this stream's loss in the step's summed loss (finetune.loss_weights)."""
     rows_per_rank: int = 0
     micro_batches_per_epoch: int = 0
 

@@ -98,7 +98,8 @@ def _forward(engine, spec: LoopSpec, stream: StreamSpec, batch: dict, generator:
     if spec.kind == "pretrain":
         return engine(batch, generator=generator)
     out = engine(batch, labels={stream.head: labels})
-    return {f"{stream.name}": out["loss"], "loss": out["loss"]}
+    # the logged per-task loss stays unweighted, so runs with different weights compare
+    return {f"{stream.name}": out["loss"], "loss": stream.loss_weight * out["loss"]}
 
 
 def _peak_rss_mb_across_ranks() -> float:

@@ -175,6 +175,7 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
                 f"{output_dir}; run `finmm prepare --datasets {','.join(task.datasets)}` first"
             )
         stream = task_stream(task.name, task.head, prepared, output_dir)
+        stream.loss_weight = trainer.loss_weights.get(task.name, 1.0)
         datasets.update(build_rank_datasets(stream, output_dir, "train", trainer.num_workers, trainer.batch_size,
                                             trainer.seed))
         streams.append(stream)

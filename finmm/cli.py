@@ -104,6 +104,15 @@ def pretrain(
     console.print(f"pretrained in {outcome.wall_s:.0f} s; run {outcome.run_dir}; model {outcome.model_dir}")
 
 
+def with_recipe(recipe: Path | None, overrides: list[str] | None) -> list[str] | None:
+    """The recipe file's keys as overrides, before the command line's own (which win)."""
+    if recipe is None:
+        return overrides
+    from cluster.evaluation.recipes import load_recipe
+
+    return [*load_recipe(recipe), *(overrides or [])]
+
+
 @app.command()
 def finetune(
     overrides: list[str] | None = OVERRIDES,
@@ -116,20 +125,11 @@ def finetune(
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Finetune one or several tasks with Ray Train + DeepSpeed; validation metrics after each epoch."""
-    if recipe is not None:
-        from cluster.evaluation.recipes import load_recipe
-
-        overrides = [*load_recipe(recipe), *(overrides or [])]
-    settings = settings_or_exit(config, overrides)
-    from cluster.tasks import TASKS
+    settings = settings_or_exit(config, with_recipe(recipe, overrides))
     from cluster.trainer import finetune as run_finetune
     from finmm.ray_runtime import ensure_ray
 
-    names = [t.strip() for t in (tasks or task or ",".join(settings.finetune.tasks)).split(",") if t.strip()]
-    unknown = [n for n in names if n not in TASKS]
-    if unknown:
-        err_console.print(f"error: unknown task(s) {unknown}; choose from {', '.join(TASKS)}", highlight=False)
-        raise typer.Exit(2)
+    names = _task_names(task, tasks, settings)
     ensure_ray(settings.cluster)
     outcome = run_finetune(settings, names, resume=resume)
     console.print(f"finetuned {', '.join(names)} in {outcome.wall_s:.0f} s; model {outcome.model_dir}")
@@ -145,13 +145,17 @@ def evaluate(
     model_dir: Path | None = typer.Option(None, "--model-dir", help="The finetuned folder to score (default: "
                                           "the newest one under finetune.output_dir with the task's head)."),
     quick: bool = typer.Option(False, "--quick", help="300 rows per split: a smoke run, not a figure."),
+    german_cv: bool = typer.Option(False, "--german-cv", help="credit_risk: also run finmm's German Credit 5-fold "
+                                   "CV (five finetunes with the finetune.* settings; combine with --recipe)."),
+    recipe: Path | None = typer.Option(None, "--recipe", help="A recipe file applied before the overrides "
+                                       "(the German CV finetunes use its finetune.* and model.* keys)."),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Score finmm and the baselines on the task's test splits (EVAL.md); write artifacts/reports/<task>.*"""
-    settings = settings_or_exit(config, overrides)
+    settings = settings_or_exit(config, with_recipe(recipe, overrides))
     from finmm.evaluate_command import run_evaluate
 
-    raise typer.Exit(run_evaluate(settings, task, console, model_dir=model_dir, quick=quick))
+    raise typer.Exit(run_evaluate(settings, task, console, model_dir=model_dir, quick=quick, german_cv=german_cv))
 
 
 @app.command()
@@ -163,10 +167,24 @@ def report(overrides: list[str] | None = OVERRIDES, config: Path | None = CONFIG
     raise typer.Exit(run_report(settings, console))
 
 
+def _task_names(task: str | None, tasks: str | None, settings) -> list[str]:
+    """--tasks, else --task, else finetune.tasks; exits 2 naming any unknown task."""
+    from cluster.tasks import TASKS
+
+    names = [t.strip() for t in (tasks or task or ",".join(settings.finetune.tasks)).split(",") if t.strip()]
+    unknown = [n for n in names if n not in TASKS]
+    if unknown:
+        err_console.print(f"error: unknown task(s) {unknown}; choose from {', '.join(TASKS)}", highlight=False)
+        raise typer.Exit(2)
+    return names
+
+
 @app.command()
 def tune(
     overrides: list[str] | None = OVERRIDES,
-    task: str = typer.Option(..., "--task", help="The task whose finetune hyperparameters are searched."),
+    task: str | None = typer.Option(None, "--task", help="The task whose finetune hyperparameters are searched."),
+    tasks: str | None = typer.Option(None, "--tasks", help="Several tasks finetuned together, comma-separated; "
+                                     "their loss weights are searched too."),
     num_samples: int = typer.Option(8, "--num-samples", help="Trials (Ray Train runs)."),
     max_concurrent: int = typer.Option(1, "--max-concurrent", help="Trials at once."),
     config: Path | None = CONFIG_OPTION,
@@ -175,7 +193,8 @@ def tune(
     settings = settings_or_exit(config, overrides)
     from finmm.evaluate_command import run_tune
 
-    raise typer.Exit(run_tune(settings, task, console, num_samples=num_samples, max_concurrent=max_concurrent))
+    names = _task_names(task, tasks, settings)
+    raise typer.Exit(run_tune(settings, names, console, num_samples=num_samples, max_concurrent=max_concurrent))
 
 
 @app.command("serve")

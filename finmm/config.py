@@ -108,6 +108,8 @@ def _apply_override(raw: dict, override: str, source: str) -> None:
 
 def _describe(err: dict, text: str, override_keys: set[str]) -> str:
     loc = tuple(err["loc"])
+    if loc and loc[-1] == "[key]":  # a dict key (e.g. finetune.loss_weights.<task>) that is not allowed
+        loc = loc[:-1]
     dotted = ".".join(str(p) for p in loc)
     where = f"key '{dotted}'"
     if dotted in override_keys:

@@ -6,10 +6,10 @@ to `<run_dir>/metrics.jsonl`; the trainable follows that file and reports each e
 Tune, so ASHA can stop weak trials after their first epochs. The best trial's settings are written back as a
 recipe (`cluster/recipes/<task>.tuned.yaml`) that `finmm finetune` takes (see `cluster.evaluation.recipes`).
 
-Search space (dotted config keys): learning rate (log-uniform), epochs, per-worker batch size and, where the
-config has them, per-task loss weights (`finetune.loss_weights`: a finetune sums the task heads' losses,
-so weights only matter when several tasks are finetuned together; the current FinetuneSection has no such
-field, in which case the dimension is left out and the report says so).
+Search space (dotted config keys): learning rate (log-uniform), epochs and per-worker batch size; when
+several tasks are tuned together (`finmm tune --tasks a,b`), also each task's loss weight
+(`finetune.loss_weights.<task>`), and the score is the mean of the tasks' validation scores. With one task a
+loss weight would only rescale the gradient, so it is left out.
 """
 
 from __future__ import annotations
@@ -48,8 +48,7 @@ def search_space(settings, tasks: list[str]) -> dict:
         "finetune.epochs": tune.choice([1, 2, 3, 4]),
         "finetune.batch_size": tune.choice([16, 32, 64]),
     }
-    fields = type(settings.finetune).model_fields
-    if len(tasks) > 1 and "loss_weights" in fields:
+    if len(tasks) > 1:
         for task in tasks:
             space[f"finetune.loss_weights.{task}"] = tune.uniform(0.25, 2.0)
     return space
@@ -61,6 +60,12 @@ def validation_score(metrics: dict, task: str) -> float | None:
     values = [metrics[f"val/{d}/{spec.selection_metric}"] for d in spec.datasets
               if f"val/{d}/{spec.selection_metric}" in metrics]
     return sum(values) / len(values) if values else None
+
+
+def tasks_score(metrics: dict, tasks: list[str]) -> float | None:
+    """Mean of validation_score over `tasks`, or None unless every task has one."""
+    scores = [validation_score(metrics, t) for t in tasks]
+    return None if any(v is None for v in scores) else sum(scores) / len(scores)
 
 
 def apply_overrides(base: dict, overrides: dict) -> dict:
@@ -75,7 +80,7 @@ def apply_overrides(base: dict, overrides: dict) -> dict:
     return out
 
 
-def _epoch_scores(metrics_path: Path, task: str, seen: int) -> list[tuple[float, float]]:
+def _epoch_scores(metrics_path: Path, tasks: list[str], seen: int) -> list[tuple[float, float]]:
     """(epoch, score) of validation lines after the first `seen` ones."""
     if not metrics_path.exists():
         return []
@@ -85,7 +90,7 @@ def _epoch_scores(metrics_path: Path, task: str, seen: int) -> list[tuple[float,
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        score = validation_score(record, task)
+        score = tasks_score(record, tasks)
         if score is not None:
             found.append((float(record.get("epoch", len(found) + 1)), score))
     return found[seen:]
@@ -110,13 +115,13 @@ def trial(config: dict) -> None:
     metrics_path = trial_dir / "runs" / name / "metrics.jsonl"
     reported = 0
     while worker.is_alive() or reported == 0:
-        for epoch, score in _epoch_scores(metrics_path, tasks[0], reported):
+        for epoch, score in _epoch_scores(metrics_path, tasks, reported):
             tune.report({SCORE: score, "epoch": epoch})
             reported += 1
         if not worker.is_alive():
             break
         time.sleep(2.0)
-    for epoch, score in _epoch_scores(metrics_path, tasks[0], reported):
+    for epoch, score in _epoch_scores(metrics_path, tasks, reported):
         tune.report({SCORE: score, "epoch": epoch})
         reported += 1
     error = box.get("outcome")
@@ -142,19 +147,22 @@ class TuneOutcome:
     trials: list[dict]
 
 
-def tune_task(settings, task: str, *, num_samples: int = 8, max_concurrent: int = 1,
+def tune_task(settings, tasks: str | list[str], *, num_samples: int = 8, max_concurrent: int = 1,
               work_dir: str | Path = "artifacts/tune", recipe_path: str | Path | None = None) -> TuneOutcome:
-    """ASHA search for `task` (validation split only); writes the best settings as a recipe."""
+    """ASHA search for one task, or several finetuned together (validation split only); writes the best
+    settings as a recipe."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    spec = task_spec(task)
-    work_dir = Path(work_dir).resolve() / task
-    space = search_space(settings, [task])
+    tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+    label = "+".join(tasks)
+    metric = "/".join(sorted({task_spec(t).selection_metric for t in tasks}))
+    work_dir = Path(work_dir).resolve() / label
+    space = search_space(settings, tasks)
     max_epochs = 4
     base = settings.model_dump(mode="json")
     base["finetune"]["cpus_per_worker"] = fit_worker_cpus(settings, max_concurrent)
-    param_space = {"tasks": [task], "base": base, "settings_type": type(settings), "work_dir": str(work_dir),
+    param_space = {"tasks": tasks, "base": base, "settings_type": type(settings), "work_dir": str(work_dir),
                    "overrides": space}
     trainable = tune.with_resources(trial, {"CPU": TRIAL_CPU})  # the nested TorchTrainer reserves the rest
     tuner = tune.Tuner(
@@ -164,7 +172,7 @@ def tune_task(settings, task: str, *, num_samples: int = 8, max_concurrent: int 
             metric=SCORE, mode="max", num_samples=num_samples, max_concurrent_trials=max_concurrent,
             scheduler=ASHAScheduler(time_attr="training_iteration", max_t=max_epochs, grace_period=1,
                                     reduction_factor=2)),
-        run_config=tune.RunConfig(name=f"tune-{task}", storage_path=str(work_dir)),
+        run_config=tune.RunConfig(name=f"tune-{label}", storage_path=str(work_dir)),
     )
     grid = tuner.fit()
     scored = [r for r in grid if r.metrics and SCORE in r.metrics]
@@ -176,9 +184,9 @@ def tune_task(settings, task: str, *, num_samples: int = 8, max_concurrent: int 
     overrides = dict(best.config["overrides"])
     trials = [{"overrides": r.config["overrides"], SCORE: (r.metrics or {}).get(SCORE),
                "error": str(r.error) if r.error else None} for r in grid]
-    recipe_path = Path(recipe_path) if recipe_path else RECIPES_DIR / f"{task}.tuned.yaml"
+    recipe_path = Path(recipe_path) if recipe_path else RECIPES_DIR / f"{label}.tuned.yaml"
     score = float(best.metrics[SCORE])
-    write_recipe(recipe_path, {"finetune.tasks": [task], "model.preset": settings.model.preset, **overrides},
-                 comment=f"written by `finmm tune --task {task}`: best of {len(trials)} trials (ASHA), validation "
-                         f"{spec.selection_metric} {score:.4f}.\nChosen on the validation split only.")
-    return TuneOutcome(spec.selection_metric, score, overrides, recipe_path, trials)
+    write_recipe(recipe_path, {"finetune.tasks": tasks, "model.preset": settings.model.preset, **overrides},
+                 comment=f"written by `finmm tune --tasks {','.join(tasks)}`: best of {len(trials)} trials (ASHA), "
+                         f"validation {metric} {score:.4f}.\nChosen on the validation split only.")
+    return TuneOutcome(metric, score, overrides, recipe_path, trials)

@@ -50,8 +50,8 @@ def test_validation_score_reads_the_trainer_metrics_log(tmp_path):
     log.write_text("\n".join(json.dumps(x) for x in lines))
     assert validation_score(lines[1], "sentiment") == pytest.approx(0.65)
     assert validation_score({"val/lending_club/auc": 0.7}, "credit_risk") == pytest.approx(0.7)
-    assert _epoch_scores(log, "sentiment", 0) == [(1.0, pytest.approx(0.65)), (2.0, pytest.approx(0.75))]
-    assert _epoch_scores(log, "sentiment", 1) == [(2.0, pytest.approx(0.75))]
+    assert _epoch_scores(log, ["sentiment"], 0) == [(1.0, pytest.approx(0.65)), (2.0, pytest.approx(0.75))]
+    assert _epoch_scores(log, ["sentiment"], 1) == [(2.0, pytest.approx(0.75))]
 
 
 def test_trials_fit_on_the_cluster():
@@ -61,3 +61,24 @@ def test_trials_fit_on_the_cluster():
     cpus = fit_worker_cpus(settings, max_concurrent=1, cluster_cpus=2)
     assert TRIAL_CPU + 2 * cpus <= 2  # else the nested TorchTrainer would wait for CPUs forever
     assert fit_worker_cpus(settings, max_concurrent=1, cluster_cpus=16) == 1.0
+
+
+def test_several_tasks_search_their_loss_weights_and_score_by_the_mean(tmp_path):
+    from ray.tune.search.sample import Domain
+
+    from cluster.evaluation.tune import tasks_score
+
+    settings = load_settings(None, [])
+    tasks = ["sentiment", "customer_service"]
+    space = search_space(settings, tasks)
+    assert {"finetune.loss_weights.sentiment", "finetune.loss_weights.customer_service"} <= set(space)
+    assert not any("loss_weights" in k for k in search_space(settings, ["sentiment"]))
+    sampled = {k: v.sample() if isinstance(v, Domain) else v for k, v in space.items()}
+    path = write_recipe(tmp_path / "two.tuned.yaml", {"finetune.tasks": tasks, **sampled}, "best")
+    tuned = load_settings(None, load_recipe(path))
+    assert tuned.finetune.loss_weights["customer_service"] == pytest.approx(
+        sampled["finetune.loss_weights.customer_service"])
+    record = {"val/financial_phrasebank/accuracy": 0.8, "val/fincuge_finfe/accuracy": 0.6,
+              "val/banking77/accuracy": 0.5}
+    assert tasks_score(record, tasks) == pytest.approx((0.7 + 0.5) / 2)
+    assert tasks_score({"val/banking77/accuracy": 0.5}, tasks) is None

@@ -219,6 +219,11 @@ def prepare(
         base_tokenizer = configure(
             Tokenizer.from_file(str(base_tokenizer_path(settings.text))), settings.text.max_length
         )
+    elif not (out_root / TOKENIZER).exists():
+        # tabular-only data (German Credit) still trains a model that needs a vocabulary: the base one; a later
+        # prepare of a text data set replaces it (these shards hold no token ids, so nothing goes stale)
+        base = configure(Tokenizer.from_file(str(base_tokenizer_path(settings.text))), settings.text.max_length)
+        base.save(str(out_root / TOKENIZER))
 
     summaries = []
     for name in names:

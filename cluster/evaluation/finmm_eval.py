@@ -207,4 +207,9 @@ def german_cv(settings, work_dir: str | Path = "artifacts/eval/german_cv", data_
         parts.append(predict(bundle.model, "credit_risk", table, _layout(bundle), "german_credit"))
     pred = pd.concat(parts)
     rows = load_rows("german_credit", data_root)
+    if pred.index.has_duplicates:
+        raise ValueError("German Credit CV predicted a row twice: the prepared folds overlap; re-run "
+                         "`finmm prepare --datasets german_credit`")
+    # a prepared slice (data.max_rows_per_split) scores its own rows; the full data scores all 1,000
+    rows = rows[rows["id"].isin(pred.index)]
     return {"figures": ev.evaluate_german_credit(rows, pred), "wall_s": wall, "_predictions": pred}

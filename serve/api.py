@@ -179,10 +179,29 @@ def _limit_error(loc: tuple, msg: str, kind: str = "value_error") -> RequestVali
     return RequestValidationError([{"type": kind, "loc": loc, "msg": msg, "input": None}])
 
 
+ENDPOINT_HEADS = {
+    "credit-risk": ("credit_risk", "credit_risk"),
+    "stock-movement": ("stock_movement", "stock_movement"),
+    "sentiment": ("sentiment", "sentiment"),
+    "customer-service": ("intent", "customer_service"),
+}
+"""Endpoint -> (the model head it needs, the `finmm finetune --task` that trains it). The customer-service
+endpoint also needs the sentiment head (its hand-off rule reads the message's sentiment)."""
+
+
+def missing_heads(endpoint: str, heads: set[str] | None) -> list[tuple[str, str]]:
+    """(head, task) pairs the endpoint needs and the served model lacks; none when `heads` is None (unknown)."""
+    if heads is None:
+        return []
+    needed = [ENDPOINT_HEADS[endpoint]] + ([ENDPOINT_HEADS["sentiment"]] if endpoint == "customer-service" else [])
+    return [(head, task) for head, task in needed if head not in heads]
+
+
 def build_api(backend, options: dict, credit_features: list[dict], window_days: int,
-              api_keys: list[str], metrics: Metrics | None = None):
+              api_keys: list[str], metrics: Metrics | None = None, heads: set[str] | None = None):
     """The ASGI app. `backend` has async methods credit/stock/sentiment/customer_service(payload) -> task reply,
-    ready() -> dict[str, bool], models() -> dict, stats() -> dict."""
+    ready() -> dict[str, bool], models() -> dict, stats() -> dict. `heads`: the served model's task heads; an
+    endpoint whose head is missing answers 503 saying which finetune would add it."""
     app = FastAPI(title="finmm", version="1", description="Multimodal finance models on Ray Serve.",
                   responses={422: {"model": schemas.ErrorResponse}, 400: {"model": schemas.ErrorResponse}})
     app.router.route_class = StrictJSONRoute
@@ -225,6 +244,14 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
         for i, t in enumerate(values):
             check_text(t, (*loc, i))
 
+    def require_heads(endpoint: str) -> None:
+        lacking = missing_heads(endpoint, heads)
+        if lacking:
+            raise StarletteHTTPException(503, (
+                f"the served model has no {' or '.join(h for h, _ in lacking)} head, so /v1/{endpoint} cannot "
+                f"answer; finetune one (`finmm finetune --tasks {','.join(t for _, t in lacking)}` or with the "
+                f"other tasks) and serve that folder (heads present: {', '.join(sorted(heads or ())) or 'none'})"))
+
     def answer(reply: dict, request: Request, t0: float) -> JSONResponse:
         rid = rid_of(request)
         if "error" in reply:
@@ -240,6 +267,7 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
     async def credit_risk(body: credit_request, request: Request):  # type: ignore[valid-type]
         """Probability of default, A-G risk grade, decision at serve.credit_threshold and reason codes."""
         t0 = time.perf_counter()
+        require_heads("credit-risk")
         check_text(body.text, ("body", "text"))
         payload = body.model_dump()
         payload["features"] = {k: v for k, v in payload["features"].items() if k in known}
@@ -249,6 +277,7 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
     async def stock_movement(body: schemas.StockMovementRequest, request: Request):
         """P(rise) for the next day from recent bars, optional news and an optional chart."""
         t0 = time.perf_counter()
+        require_heads("stock-movement")
         if not window_days + 1 <= len(body.bars) <= max_bars:
             raise _limit_error(("body", "bars"), f"need between {window_days + 1} and {max_bars} bars, got "
                                f"{len(body.bars)}", "too_short" if len(body.bars) <= window_days else "too_long")
@@ -259,6 +288,7 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
     async def sentiment(body: schemas.SentimentRequest, request: Request):
         """Label, probabilities and driving words for one text or a list (answered in order)."""
         t0 = time.perf_counter()
+        require_heads("sentiment")
         if (body.text is None) == (body.texts is None):
             raise _limit_error(("body",), "give exactly one of 'text' or 'texts'", "missing")
         if body.texts is not None and not body.texts:
@@ -273,6 +303,7 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
     async def customer_service(body: schemas.CustomerServiceRequest, request: Request):
         """Intent, confidence, knowledge-base answer, hand-off flag and sentiment; context per conversation_id."""
         t0 = time.perf_counter()
+        require_heads("customer-service")
         check_text(body.message, ("body", "message"))
         payload = body.model_dump()
         if body.conversation_id is not None:  # a turn updates the conversation's context: not retried whole

@@ -101,7 +101,7 @@ class Ingress:
         except Exception:  # metrics are best effort (e.g. outside a Ray worker)
             metrics = None
         return build_api(self, options, self.pre.credit_features(), self.pre.data.series.window_days,
-                         self.api_keys, metrics)
+                         self.api_keys, metrics, heads=self.pre.heads())
 
     async def credit(self, payload: dict) -> dict:
         return await self.handles["Credit"].predict.remote(payload)

@@ -98,6 +98,13 @@ class Preprocessor:
         tabular_in_layout = [b["dataset"] for b in self.layout_dict.get("tabular", [])]
         self.credit_dataset = CREDIT_DATASET if CREDIT_DATASET in tabular_in_layout else (
             tabular_in_layout[0] if tabular_in_layout else None)
+        config_path = model_dir / "config.json"
+        self._heads: set[str] | None = (set(json.loads(config_path.read_text()).get("heads", {}))
+                                        if config_path.exists() else None)
+
+    def heads(self) -> set[str] | None:
+        """The bundle's task heads (from its config.json), or None when the folder has no config."""
+        return self._heads
 
     # ----------------------------------------------------------------------------------- features
     def credit_features(self) -> list[dict]:

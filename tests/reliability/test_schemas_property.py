@@ -151,3 +151,20 @@ def test_any_json_body_is_answered_without_a_server_error(api, path, value):
 @given(path=st.sampled_from(PATHS), raw=st.binary(max_size=300))
 def test_any_bytes_body_is_answered_without_a_server_error(api, path, raw):
     _check_answer(api.post(path, content=raw, headers={"content-type": "application/json"}))
+
+
+def test_an_endpoint_whose_head_the_model_lacks_answers_503_naming_the_finetune():
+    from fastapi.testclient import TestClient
+
+    from serve.api import build_api
+
+    options = {"max_text_chars": 5000, "max_texts": 64, "max_bars": 512, "max_body_bytes": 2_000_000}
+    app = build_api(EchoBackend(), options, FEATURES, window_days=5, api_keys=[], heads={"sentiment"})
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/v1/sentiment", json={"text": "Profit rose."}).status_code == 200
+        r = client.post("/v1/customer-service", json={"message": "Where is my card?"})
+        assert r.status_code == 503
+        assert "no intent head" in r.json()["error"] and "finmm finetune --tasks customer_service" in r.json()["error"]
+        assert "heads present: sentiment" in r.json()["error"]
+        r = client.post("/v1/credit-risk", json={"features": {FEATURES[0]["name"]: 1.0}})
+        assert r.status_code == 503 and "credit_risk head" in r.json()["error"]

@@ -165,19 +165,19 @@ def explain(
     return exp
 
 
-def reason_codes(explanation: Explanation, k: int = 4) -> list[list[dict[str, float | str]]]:
+def reason_codes(
+    explanation: Explanation, k: int = 4, dataset: str | None = None
+) -> list[list[dict[str, float | str]]]:
     """Per sample, the top-k tabular features with positive attribution (those that raised the explained
-    probability, e.g. P(default)), largest first: [{"feature": name, "attribution": value}, ...]."""
+    probability, e.g. P(default)), largest first: [{"feature": name, "attribution": value}, ...]. With
+    `dataset`, only that data set's own features (`<dataset>.` names) count: the union feature space also holds
+    other data sets' features, which such a row carries as "missing" tokens and which are never its reasons."""
     if explanation.tabular is None:
         raise ValueError("reason codes need tabular attributions (the batch had no tabular modality)")
+    names = explanation.feature_names
+    own = [i for i, n in enumerate(names) if dataset is None or n.startswith(f"{dataset}.")]
     out = []
     for row in explanation.tabular:
-        vals, idx = row.sort(descending=True)
-        out.append(
-            [
-                {"feature": explanation.feature_names[i], "attribution": float(v)}
-                for v, i in zip(vals[:k].tolist(), idx[:k].tolist(), strict=True)
-                if v > 0
-            ]
-        )
+        ranked = sorted(own, key=lambda i: -float(row[i]))
+        out.append([{"feature": names[i], "attribution": float(row[i])} for i in ranked[:k] if float(row[i]) > 0])
     return out

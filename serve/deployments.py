@@ -167,8 +167,8 @@ class Credit(_Task):
         if "attribution" in out:
             prefix = f"{row.dataset}."
             tab = sorted(out["attribution"].get("tabular", {}).items(), key=lambda kv: -kv[1])
-            reasons = [{"feature": k.removeprefix(prefix).split("__", 1)[-1], "attribution": v}
-                       for k, v in tab if v > 0][: self.n_reasons]
+            reasons = [{"feature": k.removeprefix(prefix).split("__", 1)[-1], "attribution": v}  # own fields only
+                       for k, v in tab if v > 0 and k.startswith(prefix)][: self.n_reasons]
         result = {"probability_of_default": p, "risk_grade": risk_grade(p),
                   "decision": "decline" if p >= self.threshold else "approve", "threshold": self.threshold,
                   "reason_codes": reasons}

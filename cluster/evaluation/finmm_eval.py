@@ -104,7 +104,7 @@ def reason_code_examples(model, table: pa.Table, layout: BatchLayout, dataset: s
     part = table.slice(0, n)
     ids, batch = next(batches(part, layout, dataset, batch_size=n))
     exp = explain(model, batch, "credit_risk", steps=steps)
-    codes = reason_codes(exp, k=k)
+    codes = reason_codes(exp, k=k, dataset=dataset)
     return [{"id": i, "p_default": float(s), "reason_codes": c}
             for i, s, c in zip(ids, exp.score.tolist(), codes, strict=True)]
 

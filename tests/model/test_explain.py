@@ -56,3 +56,22 @@ def test_reason_codes_are_positive_named_features(model, config, gen):
         if row:
             assert row[0]["attribution"] == pytest.approx(e.tabular[i].max().item())
     assert codes[0] == []  # no tabular data for sample 0
+
+
+def test_reason_codes_name_only_the_rows_own_data_set(gen):
+    from model import FinMMForTask
+    from model.dummy import dummy_batch, tiny_config
+
+    config = tiny_config(heads={"credit_risk": {}}, tabular={
+        "numeric_features": ["lending_club.num__int_rate", "lending_club.num__dti", "german_credit.num__amount"],
+        "categorical_features": ["lending_club.cat__grade", "german_credit.cat__telephone"],
+        "categorical_cardinalities": [5, 3]})
+    model = FinMMForTask(config).eval()
+    b = dummy_batch(config, 6, modalities=("tabular",), generator=gen)
+    e = explain(model, b, "credit_risk", steps=8)
+    every = reason_codes(e, k=5)
+    own = reason_codes(e, k=5, dataset="lending_club")
+    assert any(c["feature"].startswith("german_credit.") for row in every for c in row)  # the union space
+    for row_all, row_own in zip(every, own, strict=True):
+        assert all(c["feature"].startswith("lending_club.") for c in row_own)
+        assert row_own == [c for c in row_all if c["feature"].startswith("lending_club.")][: len(row_own)]

@@ -4,7 +4,8 @@ Each trial is one Ray Train run (`cluster.trainer.finetune`, a TorchTrainer with
 Tune function trainable. The trainer scores the validation split after every epoch and appends the figures
 to `<run_dir>/metrics.jsonl`; the trainable follows that file and reports each epoch's validation score to
 Tune, so ASHA can stop weak trials after their first epochs. The best trial's settings are written back as a
-recipe (`cluster/recipes/<tasks joined by +>.tuned.yaml`) that `finmm finetune --recipe` takes (see `cluster.evaluation.recipes`).
+recipe (`cluster/recipes/<tasks joined by +>.tuned.yaml`) that `finmm finetune --recipe` takes (see
+`cluster.evaluation.recipes`).
 
 Search space (dotted config keys): learning rate (log-uniform), epochs and per-worker batch size; when
 several tasks are tuned together (`finmm tune --tasks a,b`), also each task's loss weight

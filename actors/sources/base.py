@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -135,11 +136,19 @@ def concat_rejected(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 
 def slice_per_split(rows: pd.DataFrame, max_rows: int | None) -> tuple[pd.DataFrame, int]:
-    """Keep the first `max_rows` rows of each split, in the frame's (deterministic) order."""
+    """Keep at most `max_rows` rows of each split, evenly spaced through the split in the frame's
+    (deterministic) order, and count the rest. Evenly spaced, not the first rows: source files are often
+    sorted (Banking77 and PhraseBank by class, StockNet by date), so the first rows would hold one class or
+    one day. Returns (kept rows, number left out)."""
     rows = rows.reset_index(drop=True)
     if max_rows is None:
         return rows, 0
-    keep = rows.groupby("split", sort=False).cumcount() < max_rows
+    keep = np.zeros(len(rows), dtype=bool)
+    for positions in rows.groupby("split", sort=False).indices.values():
+        if len(positions) <= max_rows:
+            keep[positions] = True
+        else:
+            keep[positions[np.linspace(0, len(positions) - 1, max_rows).round().astype(int)]] = True
     return rows[keep].reset_index(drop=True), int((~keep).sum())
 
 

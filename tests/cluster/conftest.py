@@ -7,16 +7,19 @@ import pytest
 from finmm.config import load_settings
 
 TRAIN_DATASETS = ["financial_phrasebank", "lending_club", "stocknet"]
+"""Data sets whose slice feeds the pretraining tests: every modality."""
+PREPARED_DATASETS = [*TRAIN_DATASETS, "banking77"]
+"""Prepared for the tests: also Banking77, so that each of the four tasks has a slice to finetune on."""
 
 
 @pytest.fixture(scope="session")
 def prepared_for_training(ray_cluster, tmp_path_factory):
-    """32 rows per split of three data sets covering every modality, prepared by the real pipeline."""
+    """32 rows per split of four data sets (one per task, every modality), prepared by the real pipeline."""
     from actors.pipeline import prepare
     from actors.settings import DataSection
 
     out = tmp_path_factory.mktemp("train-data")
-    prepare(DataSection(max_rows_per_split=32, output_dir=out), TRAIN_DATASETS)
+    prepare(DataSection(max_rows_per_split=32, output_dir=out), PREPARED_DATASETS)
     return out
 
 

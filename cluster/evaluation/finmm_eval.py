@@ -89,7 +89,7 @@ def predict(model, head: str, table: pa.Table, layout: BatchLayout, tabular_data
     return pd.Series(values, index=ids) if values.ndim == 1 else pd.DataFrame(values, index=ids)
 
 
-def _layout(bundle) -> BatchLayout:
+def bundle_layout(bundle) -> BatchLayout:
     state = bundle.preprocessing_state or {}
     if "layout" not in state:
         raise ValueError("the bundle has no preprocessing_state.json with a layout; was it written by finmm finetune?")
@@ -119,7 +119,7 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
 
     torch.set_num_threads(2)
     bundle = load_bundle(model_dir)
-    layout = _layout(bundle)
+    layout = bundle_layout(bundle)
     spec = task_spec(task)
     out: dict = {}
     for dataset in spec.datasets:
@@ -204,7 +204,7 @@ def german_cv(settings, work_dir: str | Path = "artifacts/eval/german_cv", data_
         wall[f"fold{k}"] = round(outcome.wall_s, 1)
         bundle = load_bundle(outcome.model_dir)
         table = read_split(view, "german_credit", "test")
-        parts.append(predict(bundle.model, "credit_risk", table, _layout(bundle), "german_credit"))
+        parts.append(predict(bundle.model, "credit_risk", table, bundle_layout(bundle), "german_credit"))
     pred = pd.concat(parts)
     rows = load_rows("german_credit", data_root)
     if pred.index.has_duplicates:

@@ -14,6 +14,7 @@ import torch
 from cluster.checkpoints import checkpoint_name, load_rank_checkpoint, save_rank_checkpoint
 from cluster.deepspeed_config import build_deepspeed_config, comm_backend
 from cluster.loop_spec import LoopSpec
+from cluster.placement_groups import record_placement_group
 from cluster.stream_reader import StreamReader, iterate_once
 from cluster.streams import StreamSpec
 from cluster.tasks import TASKS
@@ -166,6 +167,8 @@ def train_loop_per_worker(config: dict) -> None:
     run_dir = Path(spec.run_dir)
     (run_dir / "pids").mkdir(parents=True, exist_ok=True)
     (run_dir / "pids" / f"rank{rank}.pid").write_text(str(os.getpid()))
+    if rank == 0:
+        record_placement_group(run_dir)  # so a stopped tune trial's reservation can be released
 
     _skip_shm_op_build()
     deepspeed.init_distributed(dist_backend=comm_backend(trainer))

@@ -7,6 +7,10 @@ Tune, so ASHA can stop weak trials after their first epochs. The best trial's se
 recipe (`cluster/recipes/<tasks joined by +>.tuned.yaml`) that `finmm finetune --recipe` takes (see
 `cluster.evaluation.recipes`).
 
+Trials are sampled with `finetune.seed`, so the same seed gives the same trials. A trial that Tune stops
+(ASHA, or its last epoch) loses its actor, and with it the nested trainer's controller; the trainer's placement
+group would then keep its CPUs, so `ReleaseStoppedTrials` removes it once the actor has exited.
+
 Search space (dotted config keys): learning rate (log-uniform), epochs and per-worker batch size; when
 several tasks are tuned together (`finmm tune --tasks a,b`), also each task's loss weight
 (`finetune.loss_weights.<task>`), and the score is the mean of the tasks' validation scores. With one task a
@@ -21,7 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ray.tune import Callback
+
 from cluster.evaluation.recipes import RECIPES_DIR, write_recipe
+from cluster.placement_groups import release_placement_group
 from cluster.tasks import task_spec
 
 SCORE = "score"
@@ -97,6 +104,60 @@ def _epoch_scores(metrics_path: Path, tasks: list[str], seen: int) -> list[tuple
     return found[seen:]
 
 
+RUN_NAME = "run"
+"""Name of each trial's finetune run, under `<work_dir>/<trial id>/runs/`."""
+
+
+def trial_run_dir(work_dir: str | Path, trial_id: str) -> Path:
+    return Path(work_dir) / trial_id / "runs" / RUN_NAME
+
+
+TRIAL_ACTOR_FILE = "trial_actor.txt"
+"""File in a trial's folder holding the id of the Tune actor that runs it (the owner of its nested trainer)."""
+
+
+def release_stopped_trial(work_dir: str | Path, trial_id: str, wait_s: float = 0.0) -> bool | None:
+    """Free the CPUs of a trial's trainer if the trial was stopped mid-`fit()` (see cluster.placement_groups),
+    once the trial's actor has exited. True: released; False: nothing held; None: the actor is still alive."""
+    owner = Path(work_dir) / trial_id / TRIAL_ACTOR_FILE
+    if not owner.exists():
+        return False
+    return release_placement_group(trial_run_dir(work_dir, trial_id), owner.read_text().strip(), wait_s)
+
+
+class ReleaseStoppedTrials(Callback):
+    """Tune callback (runs in the driver). Tune stops a trial (ASHA early stop, or the stop at the last epoch)
+    by ending its actor, which can cut its nested `fit()` short and leave the trainer's CPUs reserved; the
+    next trial's trainer would wait for them forever. Each ended trial is checked at every step of Tune's loop
+    until its actor has exited, and its trainer's placement group is then removed if it is still there."""
+
+    def __init__(self, work_dir: Path):
+        self.work_dir = work_dir
+        self.pending: set[str] = set()
+        self.released: list[str] = []
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.pending.add(trial.trial_id)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.pending.add(trial.trial_id)
+
+    def on_step_begin(self, iteration, trials, **info):
+        self.sweep()
+
+    def on_experiment_end(self, trials, **info):
+        self.sweep(wait_s=30.0)
+
+    def sweep(self, wait_s: float = 0.0) -> None:
+        for trial_id in sorted(self.pending):
+            outcome = release_stopped_trial(self.work_dir, trial_id, wait_s)
+            if outcome is None:
+                continue  # its actor is still stopping
+            self.pending.discard(trial_id)
+            if outcome:
+                self.released.append(trial_id)
+
+
 def trial(config: dict) -> None:
     """Tune function trainable: one finetune with the sampled overrides, reporting validation per epoch."""
     from ray import tune
@@ -106,14 +167,18 @@ def trial(config: dict) -> None:
     trial_dir = Path(config["work_dir"]) / tune.get_context().get_trial_id()
     settings = settings_type.model_validate(apply_overrides(base, overrides | {
         "cluster.storage_path": str(trial_dir / "runs"), "finetune.output_dir": str(trial_dir / "model")}))
+    import ray
+
     from cluster.trainer import finetune
 
-    name = "run"
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    (trial_dir / TRIAL_ACTOR_FILE).write_text(ray.get_runtime_context().get_actor_id())
+
     box: dict = {}
-    worker = threading.Thread(target=lambda: box.update(outcome=_catch(finetune, settings, tasks, name=name)),
+    worker = threading.Thread(target=lambda: box.update(outcome=_catch(finetune, settings, tasks, name=RUN_NAME)),
                               daemon=True)
     worker.start()
-    metrics_path = trial_dir / "runs" / name / "metrics.jsonl"
+    metrics_path = trial_run_dir(config["work_dir"], tune.get_context().get_trial_id()) / "metrics.jsonl"
     reported = 0
     while worker.is_alive() or reported == 0:
         for epoch, score in _epoch_scores(metrics_path, tasks, reported):
@@ -146,6 +211,8 @@ class TuneOutcome:
     best_overrides: dict
     recipe_path: Path
     trials: list[dict]
+    released_trials: list[str]
+    """Trials stopped before their trainer freed its CPUs, whose placement group the driver removed."""
 
 
 def tune_task(settings, tasks: str | list[str], *, num_samples: int = 8, max_concurrent: int = 1,
@@ -154,6 +221,7 @@ def tune_task(settings, tasks: str | list[str], *, num_samples: int = 8, max_con
     settings as a recipe."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import BasicVariantGenerator
 
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
     label = "+".join(tasks)
@@ -165,15 +233,18 @@ def tune_task(settings, tasks: str | list[str], *, num_samples: int = 8, max_con
     base["finetune"]["cpus_per_worker"] = fit_worker_cpus(settings, max_concurrent)
     param_space = {"tasks": tasks, "base": base, "settings_type": type(settings), "work_dir": str(work_dir),
                    "overrides": space}
+    releaser = ReleaseStoppedTrials(work_dir)
     trainable = tune.with_resources(trial, {"CPU": TRIAL_CPU})  # the nested TorchTrainer reserves the rest
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            metric=SCORE, mode="max", num_samples=num_samples, max_concurrent_trials=max_concurrent,
+            metric=SCORE, mode="max", num_samples=num_samples,
+            # the generator itself limits concurrency: Tune ignores max_concurrent_trials for a given generator
+            search_alg=BasicVariantGenerator(max_concurrent=max_concurrent, random_state=settings.finetune.seed),
             scheduler=ASHAScheduler(time_attr="training_iteration", max_t=max_epochs, grace_period=1,
                                     reduction_factor=2)),
-        run_config=tune.RunConfig(name=f"tune-{label}", storage_path=str(work_dir)),
+        run_config=tune.RunConfig(name=f"tune-{label}", storage_path=str(work_dir), callbacks=[releaser]),
     )
     grid = tuner.fit()
     scored = [r for r in grid if r.metrics and SCORE in r.metrics]
@@ -190,4 +261,4 @@ def tune_task(settings, tasks: str | list[str], *, num_samples: int = 8, max_con
     write_recipe(recipe_path, {"finetune.tasks": tasks, "model.preset": settings.model.preset, **overrides},
                  comment=f"written by `finmm tune --tasks {','.join(tasks)}`: best of {len(trials)} trials (ASHA), "
                          f"validation {metric} {score:.4f}.\nChosen on the validation split only.")
-    return TuneOutcome(metric, score, overrides, recipe_path, trials)
+    return TuneOutcome(metric, score, overrides, recipe_path, trials, releaser.released)

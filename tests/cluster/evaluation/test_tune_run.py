@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from cluster.evaluation.recipes import load_recipe
+from cluster.placement_groups import PLACEMENT_GROUP_FILE
 from finmm.config import load_settings
 
 pytestmark = pytest.mark.timeout(900)
@@ -29,22 +30,31 @@ settings = FinMMSettings.model_validate_json(open(settings_path).read())
 outcome = tune_task(settings, ["sentiment", "credit_risk"], num_samples=2, max_concurrent=1,
                     work_dir=work_dir, recipe_path=recipe_path)
 json.dump({"metric": outcome.metric, "best_score": outcome.best_score, "best_overrides": outcome.best_overrides,
-           "recipe_path": str(outcome.recipe_path), "trials": outcome.trials}, open(out_path, "w"))
+           "recipe_path": str(outcome.recipe_path), "trials": outcome.trials,
+           "released_trials": outcome.released_trials}, open(out_path, "w"))
 """
 
 
 def test_two_task_search_writes_a_recipe_that_finetune_accepts(tiny_settings, tmp_path):
     from cluster.evaluation.tune import SCORE
 
-    settings = tiny_settings("finetune.num_workers=1")
+    # seed 13 samples 4 epochs for both trials: Tune stops each at max_t while its fit() may still be
+    # running, the case that used to leave the trainer's CPUs reserved and hang the next trial
+    settings = tiny_settings("finetune.num_workers=1", "finetune.seed=13")
     (tmp_path / "settings.json").write_text(settings.model_dump_json())
-    done = subprocess.run(
-        [sys.executable, "-c", SEARCH, str(tmp_path / "settings.json"), str(tmp_path / "tune"),
-         str(tmp_path / "best.tuned.yaml"), str(tmp_path / "outcome.json")],
-        capture_output=True, text=True, timeout=840)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", SEARCH, str(tmp_path / "settings.json"), str(tmp_path / "tune"),
+             str(tmp_path / "best.tuned.yaml"), str(tmp_path / "outcome.json")],
+            capture_output=True, text=True, timeout=840)
+    except subprocess.TimeoutExpired as exc:
+        folders = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "tune").rglob("*") if p.is_dir())
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        pytest.fail(f"the tune search hung for 840 s; folders: {folders[-20:]}\nstderr tail:\n{stderr[-3000:]}")
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads((tmp_path / "outcome.json").read_text())
     assert len(outcome["trials"]) == 2
+    assert set(outcome["released_trials"]) <= {p.name for p in (tmp_path / "tune" / "sentiment+credit_risk").iterdir()}
     scored = [t for t in outcome["trials"] if t[SCORE] is not None]
     assert scored and all(t["error"] is None for t in outcome["trials"])
     # the score is the mean of PhraseBank validation accuracy and Lending Club validation AUC
@@ -61,5 +71,7 @@ def test_two_task_search_writes_a_recipe_that_finetune_accepts(tiny_settings, tm
     runs = list((tmp_path / "tune" / "sentiment+credit_risk").rglob("metrics.jsonl"))
     assert len(runs) == 2
     for run in runs:
+        # rank 0 recorded its placement group, so a trial stopped mid-fit can have its CPUs released
+        assert (run.parent / PLACEMENT_GROUP_FILE).read_text().strip()
         text = run.read_text()
         assert '"sentiment"' in text and '"credit_risk"' in text and "val/lending_club/auc" in text

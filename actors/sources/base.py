@@ -93,9 +93,21 @@ class SourceSpec:
     modalities: tuple[str, ...]
     schema: pa.Schema = field(compare=False)
     load: Callable[[Path, DataSection], SourceTable] = field(compare=False)
+    list_files: Callable[[Path], tuple[str, ...]] | None = field(default=None, compare=False)
+    """For data sets whose file list is in their own index files (StockNet's StockTable): given the data
+    set's folder, the files it needs beyond `files`. `files` then holds the index files themselves."""
 
     def file_error(self, path: Path, problem: str) -> DataFileError:
         return DataFileError(self.name, path, problem, self.source_url)
+
+    def required_files(self, root: Path) -> tuple[str, ...]:
+        """Every file (relative to `root/<name>`) that loading reads; raises DataFileError if `files` lack one."""
+        folder = Path(root) / self.name
+        for rel in self.files:
+            path = folder / rel
+            if not path.is_file():
+                raise self.file_error(path, "file not found" if not path.exists() else "not a regular file")
+        return self.files + (self.list_files(folder) if self.list_files else ())
 
 
 # --------------------------------------------------------------------------------------------- helpers

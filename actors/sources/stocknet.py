@@ -39,14 +39,11 @@ from actors.sources.base import (
 )
 
 NAME = "stocknet"
-TICKERS = (
-    "AAPL ABB ABBV AEP AGFS AMGN AMZN BA BABA BAC BBL BCH BHP BP BRK-A BSAC BUD C CAT CELG CHL CHTR CMCSA CODI CSCO "
-    "CVX D DHR DIS DUK EXC FB GD GE GMRE GOOG HD HON HRG HSBC IEP INTC JNJ JPM KO LMT MA MCD MDT MMM MO MRK MSFT NEE "
-    "NGG NVS ORCL PCG PCLN PEP PFE PG PICO PM PPL PTR RDS-B REX SLB SNP SNY SO SPLP SRE T TM TOT TSM UL UN UNH UPS "
-    "UTX V VZ WFC WMT XOM"
-).split()
-NO_TWEETS = ("GMRE",)
-"""Tickers without a tweet file in the source (GMRE has prices only)."""
+STOCK_TABLE = "StockTable.tsv"
+"""The data set's list of its 88 stocks (tab-separated `Sector, Symbol, Company`; symbols written `$AAPL`)."""
+TWEET_MANIFEST = "tweet/preprocessed/MANIFEST.tsv"
+"""One row per original tweet day-file (`ticker, date, ...`): a ticker without rows has no tweet file (GMRE)."""
+MANIFEST_COLUMNS = ["ticker", "date", "n_lines", "bytes", "sha256_original_file"]
 
 SPLITS = (
     ("train", "2014-01-01", "2015-08-01"),
@@ -90,11 +87,37 @@ def tweet_file(t: str) -> str:
     return f"tweet/preprocessed/{t}.jsonl"
 
 
-FILES = tuple(
-    [raw_file(t) for t in TICKERS]
-    + [pre_file(t) for t in TICKERS]
-    + [tweet_file(t) for t in TICKERS if t not in NO_TWEETS]
-)
+def stock_tickers(folder: Path) -> list[str]:
+    """The stocks listed in the data set's StockTable, in file order."""
+    path = folder / STOCK_TABLE
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str)
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise SPEC.file_error(path, f"cannot parse as tab-separated text: {e}") from e
+    require_columns(SPEC, path, table.columns, ["Sector", "Symbol", "Company"])
+    symbols = table["Symbol"].str.strip().str.lstrip("$")
+    empty = (symbols.isna() | (symbols == "")).to_numpy()
+    if empty.any():
+        raise SPEC.file_error(path, f"empty Symbol at line {int(np.argmax(empty)) + 2}")
+    return symbols.tolist()
+
+
+def tweeted_tickers(folder: Path) -> set[str]:
+    """Tickers with tweets, from the packed tweets' manifest."""
+    path = folder / TWEET_MANIFEST
+    try:
+        manifest = pd.read_csv(path, sep="\t", dtype=str)
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise SPEC.file_error(path, f"cannot parse as tab-separated text: {e}") from e
+    require_columns(SPEC, path, manifest.columns, MANIFEST_COLUMNS)
+    return set(manifest["ticker"].dropna())
+
+
+def ticker_files(folder: Path) -> tuple[str, ...]:
+    """Every StockTable ticker's raw and preprocessed prices, and its tweets if the manifest lists any."""
+    tickers, tweeted = stock_tickers(folder), tweeted_tickers(folder)
+    return tuple([raw_file(t) for t in tickers] + [pre_file(t) for t in tickers]
+                 + [tweet_file(t) for t in tickers if t in tweeted])
 
 
 def check_field_counts(path: Path, sep: str, n_fields: int) -> str:
@@ -160,12 +183,14 @@ def read_tweet_days(path: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return days.index.to_numpy(dtype=object), days["join"].to_numpy(dtype=object), days["size"].to_numpy()
 
 
-def ticker_samples(root: Path, ticker: str, window: int) -> tuple[pd.DataFrame, pd.DataFrame, int, np.ndarray]:
-    """→ (accepted samples without images, rejected samples, candidates read, raw OHLCV) for one ticker."""
+def ticker_samples(root: Path, ticker: str, window: int, has_tweets: bool = True
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, int, np.ndarray]:
+    """→ (accepted samples without images, rejected samples, candidates read, raw OHLCV) for one ticker;
+    `has_tweets`: whether the tweet manifest lists the ticker (see `tweeted_tickers`)."""
     folder = root / NAME
     raw = read_raw(folder / raw_file(ticker))
     pre = read_preprocessed(folder / pre_file(ticker))
-    days, day_text, day_n = read_tweet_days(None if ticker in NO_TWEETS else folder / tweet_file(ticker))
+    days, day_text, day_n = read_tweet_days(folder / tweet_file(ticker) if has_tweets else None)
 
     split = pd.Series(None, index=pre.index, dtype="object")
     for name, lo, hi in SPLITS:
@@ -226,8 +251,9 @@ def chart(values: np.ndarray, pos: int, chart_days: int, size: int) -> bytes:
 def load(root: Path, settings: DataSection) -> SourceTable:
     window, chart_days = settings.series.window_days, settings.series.chart_days
     parts, rejected, n_read, bars = [], [], 0, {}
-    for ticker in TICKERS:
-        rows, rej, n, bars[ticker] = ticker_samples(root, ticker, window)
+    tweeted = tweeted_tickers(root / NAME)
+    for ticker in stock_tickers(root / NAME):
+        rows, rej, n, bars[ticker] = ticker_samples(root, ticker, window, ticker in tweeted)
         parts.append(rows)
         rejected.append(rej)
         n_read += n
@@ -239,14 +265,15 @@ def load(root: Path, settings: DataSection) -> SourceTable:
     rows = conform(rows, SCHEMA)
     rej = [r for r in rejected if len(r)]
     rejected_all = pd.concat(rej, ignore_index=True) if rej else empty_rejected(["ticker", "date", "movement_pct"])
-    files = [root / NAME / f for f in FILES]
+    files = [root / NAME / f for f in SPEC.required_files(root)]
     return SourceTable(NAME, rows, rejected_all, files, n_read=n_read, n_sliced_out=n_sliced)
 
 
 SPEC = SourceSpec(
     name=NAME,
     title="StockNet (Xu & Cohen 2018): stock movement from tweets and prices, 88 stocks, 2014-2015",
-    files=FILES,
+    files=(STOCK_TABLE, TWEET_MANIFEST),
+    list_files=ticker_files,
     source_url="https://github.com/yumoxu/stocknet-dataset (ACL 2018, https://aclanthology.org/P18-1183)",
     license="MIT (tweets: Twitter/X terms may also apply)",
     modalities=("text", "image", "series"),

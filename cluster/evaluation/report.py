@@ -51,8 +51,8 @@ def data_checksums(dataset: str, output_dir: str | Path, data_root: str | Path |
     from actors.sources import SOURCES
 
     root = resolve_data_root(data_root)
-    files = SOURCES[dataset].files
-    if len(files) > 8:  # StockNet: 263 files; one digest over their digests
+    files = SOURCES[dataset].required_files(root)
+    if len(files) > 8:  # StockNet: 265 files; one digest over their digests
         import hashlib
 
         digest = hashlib.sha256()

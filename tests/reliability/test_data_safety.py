@@ -118,7 +118,7 @@ OUTCOMES: dict[str, str] = {}
 
 
 def _copy(data_root: Path, name: str, tmp: Path) -> Path:
-    for rel in SOURCES[name].files:
+    for rel in SOURCES[name].required_files(data_root):
         dst = tmp / name / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         src = (data_root / name / rel).resolve()

@@ -42,7 +42,7 @@ def load(data_root, settings):
 
 def linked_copy(data_root: Path, name: str, tmp_path: Path, skip: tuple[str, ...] = ()) -> Path:
     """A tmp data root whose `name` folder links every declared file except `skip`; returns the root."""
-    for rel in SOURCES[name].files:
+    for rel in SOURCES[name].required_files(data_root):
         dst = tmp_path / name / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if rel not in skip:

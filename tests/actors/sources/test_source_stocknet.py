@@ -94,3 +94,27 @@ def test_broken_copy(data_root, tmp_path, copy_tools):
     with pytest.raises(DataFileError, match=r"ABB\.jsonl"):
         load_source("stocknet", DataSection(max_rows_per_split=1), root=root)
     assert json.loads(lines[0])["date"]
+
+
+def test_stock_list_comes_from_the_data_sets_own_tables(table, data_root, tmp_path, copy_tools):
+    from actors.sources.stocknet import SPEC, STOCK_TABLE, stock_tickers, tweeted_tickers
+
+    folder = data_root / "stocknet"
+    tickers, tweeted = stock_tickers(folder), tweeted_tickers(folder)
+    assert len(tickers) == 88 and tweeted == set(tickers) - {"GMRE"}  # GMRE has no tweet folder in the source
+    assert len(SPEC.required_files(data_root)) == 2 + 88 + 88 + 87
+    assert set(table.rows["ticker"]) <= set(tickers)
+
+    linked_copy, replace_file = copy_tools
+    root = linked_copy(data_root, "stocknet", tmp_path)
+    lines = (folder / STOCK_TABLE).read_text().splitlines()
+    kept = [line for line in lines[1:] if line.split("\t")[1] in ("$AAPL", "$ABB")]
+    replace_file(root, "stocknet", STOCK_TABLE, ("\n".join([lines[0], *kept]) + "\n").encode())
+    two = load_source("stocknet", DataSection(), root=root)
+    assert set(two.rows["ticker"]) == {"AAPL", "ABB"}
+    assert len(two.files) == 2 + 2 + 2 + 2
+
+    replace_file(root, "stocknet", STOCK_TABLE, b"Sector\tTicker\tCompany\nX\t$AAPL\tApple\n")
+    with pytest.raises(DataFileError, match=r"StockTable\.tsv") as err:
+        load_source("stocknet", DataSection(), root=root)
+    assert "Symbol" in str(err.value)

@@ -29,7 +29,7 @@ def test_unknown_dataset():
 def test_missing_file_names_dataset_file_and_source(name, data_root, tmp_path, copy_tools):
     linked_copy, _ = copy_tools
     spec = SOURCES[name]
-    missing = spec.files[-1]
+    missing = spec.required_files(data_root)[-1]
     root = linked_copy(data_root, name, tmp_path, skip=(missing,))
     with pytest.raises(DataFileError) as err:
         load_source(name, DataSection(), root=root)

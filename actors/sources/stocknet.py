@@ -87,15 +87,20 @@ def tweet_file(t: str) -> str:
     return f"tweet/preprocessed/{t}.jsonl"
 
 
-def stock_tickers(folder: Path) -> list[str]:
-    """The stocks listed in the data set's StockTable, in file order."""
-    path = folder / STOCK_TABLE
+def read_index_table(path: Path, columns: list[str]) -> pd.DataFrame:
+    """One of the data set's tab-separated index files (StockTable, tweet manifest), with its header checked."""
     try:
         table = pd.read_csv(path, sep="\t", dtype=str)
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise SPEC.file_error(path, f"cannot parse as tab-separated text: {e}") from e
-    require_columns(SPEC, path, table.columns, ["Sector", "Symbol", "Company"])
-    symbols = table["Symbol"].str.strip().str.lstrip("$")
+    require_columns(SPEC, path, table.columns, columns)
+    return table
+
+
+def stock_tickers(folder: Path) -> list[str]:
+    """The stocks listed in the data set's StockTable, in file order."""
+    path = folder / STOCK_TABLE
+    symbols = read_index_table(path, ["Sector", "Symbol", "Company"])["Symbol"].str.strip().str.lstrip("$")
     empty = (symbols.isna() | (symbols == "")).to_numpy()
     if empty.any():
         raise SPEC.file_error(path, f"empty Symbol at line {int(np.argmax(empty)) + 2}")
@@ -104,13 +109,7 @@ def stock_tickers(folder: Path) -> list[str]:
 
 def tweeted_tickers(folder: Path) -> set[str]:
     """Tickers with tweets, from the packed tweets' manifest."""
-    path = folder / TWEET_MANIFEST
-    try:
-        manifest = pd.read_csv(path, sep="\t", dtype=str)
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise SPEC.file_error(path, f"cannot parse as tab-separated text: {e}") from e
-    require_columns(SPEC, path, manifest.columns, MANIFEST_COLUMNS)
-    return set(manifest["ticker"].dropna())
+    return set(read_index_table(folder / TWEET_MANIFEST, MANIFEST_COLUMNS)["ticker"].dropna())
 
 
 def ticker_files(folder: Path) -> tuple[str, ...]:

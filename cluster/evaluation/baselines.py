@@ -66,13 +66,16 @@ def linear_tabular(rows: pd.DataFrame) -> ColumnTransformer:
 
 
 def tree_tabular(train: pd.DataFrame, *others: pd.DataFrame) -> list[pd.DataFrame]:
-    """Numerics as they are (LightGBM handles NaN); categoricals as pandas categories fixed on train."""
+    """Numerics as they are (LightGBM handles NaN); categoricals as pandas categories fixed on train (a value
+    unseen in train becomes missing)."""
     num, cat = feature_columns(train)
+    categories = {c: sorted(train[c].dropna().unique()) for c in cat}
     frames = []
     for part in (train, *others):
         frame = part[num].astype("float64").copy()
         for c in cat:
-            frame[c] = pd.Categorical(part[c], categories=sorted(train[c].dropna().unique()))
+            seen = part[c].where(part[c].isin(categories[c]))
+            frame[c] = pd.Categorical(seen, categories=categories[c])
         frames.append(frame)
     return frames
 

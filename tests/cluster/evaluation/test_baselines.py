@@ -1,6 +1,9 @@
 """Baselines on real data (small slices where a fit costs more than a second) beat chance."""
 
+import warnings
+
 import numpy as np
+import pandas as pd
 
 from cluster.evaluation.baselines import (
     run_baselines,
@@ -9,6 +12,7 @@ from cluster.evaluation.baselines import (
     stocknet_majority,
     stocknet_momentum,
     tfidf_classifier,
+    tree_tabular,
 )
 from cluster.evaluation.data import load_rows
 
@@ -55,3 +59,13 @@ def test_stocknet_baselines(data_root):
         assert r.figures["test"]["accuracy"] > 0.45  # near-coin-flip task; published 0.58
     feats = series_features(rows["series"].head(3))
     assert feats.shape == (3, 22) and np.isfinite(feats.to_numpy()).all()
+
+
+def test_tree_features_turn_a_category_unseen_in_train_into_missing():
+    train = pd.DataFrame({"num__a": [1.0, 2.0, 3.0], "cat__b": ["x", "y", None]})
+    test = pd.DataFrame({"num__a": [1.0, 2.0], "cat__b": ["z", "x"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas deprecates unseen values in a fixed-category Categorical
+        _, coded = tree_tabular(train, test)
+    assert list(coded["cat__b"].cat.categories) == ["x", "y"]
+    assert coded["cat__b"].isna().tolist() == [True, False] and coded["cat__b"].iloc[1] == "x"

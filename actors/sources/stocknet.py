@@ -40,9 +40,9 @@ from actors.sources.base import (
 
 NAME = "stocknet"
 STOCK_TABLE = "StockTable.tsv"
-"""The data set's list of its 88 stocks (tab-separated `Sector, Symbol, Company`; symbols written `$AAPL`)."""
+"""The data set's list of its stocks (tab-separated `Sector, Symbol, Company`; symbols written `$<TICKER>`)."""
 TWEET_MANIFEST = "tweet/preprocessed/MANIFEST.tsv"
-"""One row per original tweet day-file (`ticker, date, ...`): a ticker without rows has no tweet file (GMRE)."""
+"""One row per original tweet day-file (`ticker, date, ...`): a ticker without rows has no tweet file."""
 MANIFEST_COLUMNS = ["ticker", "date", "n_lines", "bytes", "sha256_original_file"]
 
 SPLITS = (
@@ -247,8 +247,9 @@ def chart(values: np.ndarray, pos: int, chart_days: int, size: int) -> bytes:
     return render_candlestick(window, size=size)
 
 
-def load(root: Path, settings: DataSection) -> SourceTable:
-    window, chart_days = settings.series.window_days, settings.series.chart_days
+def all_samples(root: Path, window: int) -> tuple[pd.DataFrame, list[pd.DataFrame], int, dict[str, np.ndarray]]:
+    """`ticker_samples` over every StockTable ticker → (accepted samples sorted by date then ticker, the
+    rejected frames, candidates read, raw OHLCV per ticker)."""
     parts, rejected, n_read, bars = [], [], 0, {}
     tweeted = tweeted_tickers(root / NAME)
     for ticker in stock_tickers(root / NAME):
@@ -257,6 +258,12 @@ def load(root: Path, settings: DataSection) -> SourceTable:
         rejected.append(rej)
         n_read += n
     rows = pd.concat(parts, ignore_index=True).sort_values(["date", "ticker"], kind="stable")
+    return rows, rejected, n_read, bars
+
+
+def load(root: Path, settings: DataSection) -> SourceTable:
+    window, chart_days = settings.series.window_days, settings.series.chart_days
+    rows, rejected, n_read, bars = all_samples(root, window)
     rows, n_sliced = slice_per_split(rows, settings.max_rows_per_split)
     # Charts are rendered only for the rows kept, from the chart_days raw rows before t.
     size = settings.image.image_size

@@ -42,11 +42,7 @@ def _stocknet_rows(settings: DataSection) -> pd.DataFrame:
     from actors.sources import stocknet
 
     root = resolve_data_root(settings.root)
-    window = settings.series.window_days
-    folder = Path(root) / stocknet.NAME
-    tweeted = stocknet.tweeted_tickers(folder)
-    parts = [stocknet.ticker_samples(root, t, window, t in tweeted)[0] for t in stocknet.stock_tickers(folder)]
-    rows = pd.concat(parts, ignore_index=True).sort_values(["date", "ticker"], kind="stable")
+    rows = stocknet.all_samples(root, settings.series.window_days)[0]
     rows, _ = slice_per_split(rows, settings.max_rows_per_split)
     return rows.drop(columns=["raw_pos"])
 

@@ -62,9 +62,7 @@ def load_source(name: str, settings: DataSection, root: Path | None = None) -> S
     root = resolve_data_root(settings.root) if root is None else Path(root)
     folder = root / name
     for rel in spec.required_files(root):
-        path = folder / rel
-        if not path.is_file():
-            raise spec.file_error(path, "file not found" if not path.exists() else "not a regular file")
+        spec.require_file(folder / rel)
     table = spec.load(root, settings)
     table.check_reconciled()
     return table

@@ -100,13 +100,16 @@ class SourceSpec:
     def file_error(self, path: Path, problem: str) -> DataFileError:
         return DataFileError(self.name, path, problem, self.source_url)
 
+    def require_file(self, path: Path) -> None:
+        """DataFileError naming `path` unless it is a regular file."""
+        if not path.is_file():
+            raise self.file_error(path, "file not found" if not path.exists() else "not a regular file")
+
     def required_files(self, root: Path) -> tuple[str, ...]:
         """Every file (relative to `root/<name>`) that loading reads; raises DataFileError if `files` lack one."""
         folder = Path(root) / self.name
         for rel in self.files:
-            path = folder / rel
-            if not path.is_file():
-                raise self.file_error(path, "file not found" if not path.exists() else "not a regular file")
+            self.require_file(folder / rel)
         return self.files + (self.list_files(folder) if self.list_files else ())
 
 

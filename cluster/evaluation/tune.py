@@ -165,8 +165,9 @@ def trial(config: dict) -> None:
     tasks, base, overrides = config["tasks"], config["base"], config["overrides"]
     settings_type = config["settings_type"]  # the composed settings class, passed in by the caller
     trial_dir = Path(config["work_dir"]) / tune.get_context().get_trial_id()
+    run_dir = trial_run_dir(config["work_dir"], tune.get_context().get_trial_id())
     settings = settings_type.model_validate(apply_overrides(base, overrides | {
-        "cluster.storage_path": str(trial_dir / "runs"), "finetune.output_dir": str(trial_dir / "model")}))
+        "cluster.storage_path": str(run_dir.parent), "finetune.output_dir": str(trial_dir / "model")}))
     import ray
 
     from cluster.trainer import finetune
@@ -178,7 +179,7 @@ def trial(config: dict) -> None:
     worker = threading.Thread(target=lambda: box.update(outcome=_catch(finetune, settings, tasks, name=RUN_NAME)),
                               daemon=True)
     worker.start()
-    metrics_path = trial_run_dir(config["work_dir"], tune.get_context().get_trial_id()) / "metrics.jsonl"
+    metrics_path = run_dir / "metrics.jsonl"
     reported = 0
     while worker.is_alive() or reported == 0:
         for epoch, score in _epoch_scores(metrics_path, tasks, reported):

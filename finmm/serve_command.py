@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -11,17 +16,85 @@ from rich.console import Console
 
 from finmm.config import FinMMSettings
 
+WEIGHTS = "model.safetensors"
 
-def _model_dir(settings: FinMMSettings, model_dir: Path | None, console: Console) -> Path | None:
-    import os
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """The folder `finmm serve` loads, and the sentence that says why that one."""
+
+    path: Path
+    reason: str
+
+
+def finetune_roots(settings: FinMMSettings) -> list[Path]:
+    """Where finetuned bundles are written: finetune.output_dir (`finmm finetune`, default artifacts/finetune),
+    then every artifacts/<name>/finetune (`finmm demo`: artifacts/demo/finetune, artifacts/demo-quick/finetune).
+    Relative paths are taken from the working directory, as the commands that write them do."""
+    roots: list[Path] = []
+    for root in [Path(settings.finetune.output_dir), *sorted(Path("artifacts").glob("*/finetune"))]:
+        if root.is_dir() and all(root.resolve() != r.resolve() for r in roots):
+            roots.append(root)
+    return roots
+
+
+def finetuned_bundles(roots: list[Path]) -> list[Path]:
+    """Every bundle (a folder holding model.safetensors) directly under `roots`, symlinks resolved (the `latest`
+    link and the folder it names count once), a half-copied `<name>.tmp` left out; newest first by the mtime of
+    its model.safetensors (the time its weights were saved), ties by path."""
+    found: dict[Path, float] = {}
+    for root in roots:
+        for child in root.iterdir():
+            weights = child / WEIGHTS
+            if child.name.endswith(".tmp") or not weights.is_file():
+                continue
+            found.setdefault(child.resolve(), weights.stat().st_mtime)
+    return sorted(found, key=lambda p: (-found[p], str(p)))
+
+
+def _heads(folder: Path) -> str:
+    try:
+        heads = json.loads((folder / "config.json").read_text()).get("heads", {})
+    except (OSError, json.JSONDecodeError):
+        return "heads unknown (no readable config.json)"
+    return "heads " + (", ".join(heads) or "none")
+
+
+def choose_model_dir(settings: FinMMSettings, model_dir: Path | None = None,
+                     environ: Mapping[str, str] | None = None) -> ModelChoice:
+    """The model `finmm serve` loads. An explicit choice wins, in this order: --model-dir, serve.model_dir,
+    $FINMM_MODEL_DIR (one that has no model.safetensors is an error, not a reason to look elsewhere). Without
+    one, the newest finetuned bundle under `finetune_roots`. Raises FileNotFoundError when there is none."""
     from serve.preprocess import MODEL_DIR_ENV, resolve_model_dir
 
+    environ = os.environ if environ is None else environ
+    for source, value in (("--model-dir", model_dir), ("serve.model_dir", settings.serve.model_dir),
+                          (f"${MODEL_DIR_ENV}", environ.get(MODEL_DIR_ENV))):
+        if value:
+            folder = resolve_model_dir(value)
+            return ModelChoice(folder, f"given by {source} ({_heads(folder)})")
+    roots = finetune_roots(settings)
+    bundles = finetuned_bundles(roots)
+    if not bundles:
+        where = ", ".join(str(r) for r in roots) or f"{settings.finetune.output_dir} or artifacts/*/finetune"
+        raise FileNotFoundError(
+            f"no model to serve: no finetuned bundle (a folder with {WEIGHTS}) under {where}. Run `finmm finetune` "
+            "or `finmm demo` first, or pass a save_pretrained folder with --model-dir / serve.model_dir.")
+    newest = bundles[0]
+    saved = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime((newest / WEIGHTS).stat().st_mtime))
+    return ModelChoice(newest, f"the newest of {len(bundles)} finetuned bundle(s) under "
+                               f"{', '.join(str(r) for r in roots)} (by the time its weights were saved: {saved}); "
+                               f"{_heads(newest)}. --model-dir or serve.model_dir picks another.")
+
+
+def _model_dir(settings: FinMMSettings, model_dir: Path | None, console: Console) -> Path | None:
     try:
-        return resolve_model_dir(model_dir or settings.serve.model_dir or os.environ.get(MODEL_DIR_ENV))
+        choice = choose_model_dir(settings, model_dir)
     except FileNotFoundError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return None
+    console.print(f"model: {choice.path}\n  {choice.reason}", highlight=False)
+    return choice.path
 
 
 def run_serve(settings: FinMMSettings, model_dir: Path | None, build_path: Path | None, console: Console,
@@ -63,8 +136,6 @@ def run_serve(settings: FinMMSettings, model_dir: Path | None, build_path: Path 
 
 def run_scale(settings: FinMMSettings, deployment: str, n: int, console: Console) -> int:
     """Set a deployment's replica count on the running app (joins cluster.address or the local cluster)."""
-    import os
-
     import ray
 
     from serve.ops import scale

@@ -1,119 +1,162 @@
-"""Small PNG plots drawn with Pillow (matplotlib is not a dependency): line plots (ROC, reliability),
-bar charts (ablations) and confusion-matrix heat maps. Each function writes one PNG and returns its path."""
+"""The report's PNG plots, drawn with matplotlib's object-oriented API on the Agg canvas (no pyplot, no global
+state, nothing to close but the figure itself): line plots (ROC, reliability with its rows-per-bin panel), bar
+charts (models, ablations) and confusion-matrix heat maps.
+
+Each function writes one PNG and returns a `PlotFile`: its path, its pixel size and its number of panels
+(axes holding data; colour bars are not panels). A `PlotFile` is path-like (`open(plot)`, `Image.open(plot)`,
+`plot.name`), so callers that expect a path keep working. The size is exactly `figsize * DPI` (no tight
+bounding box), so the report can state it before anyone opens the file.
+"""
 
 from __future__ import annotations
 
+import os
+import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-W, H = 480, 400
-MARGIN = dict(left=60, right=20, top=36, bottom=50)
+DPI = 110
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+FINMM_COLOUR = "#ff7f0e"
+BASELINE_COLOUR = "#4c72b0"
+LABEL_WIDTH = 16
+"""Characters per line of a bar's tick label before it wraps."""
 
 
-def _canvas(title: str, width: int = W, height: int = H):
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
-    draw.text((MARGIN["left"], 10), title, fill="black", font=font)
-    return img, draw, font
+@dataclass(frozen=True)
+class PlotFile:
+    """One written PNG: where it is, its size in pixels and how many panels (data axes) it has."""
+
+    path: Path
+    width: int
+    height: int
+    panels: int
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def to_dict(self) -> dict:
+        return {"file": self.path.name, "width_px": self.width, "height_px": self.height, "panels": self.panels}
 
 
-def _frame(draw, font, box, x_range, y_range, xlabel, ylabel, ticks=5):
-    left, top, right, bottom = box
-    draw.rectangle(box, outline="black")
-    for i in range(ticks + 1):
-        fx = x_range[0] + (x_range[1] - x_range[0]) * i / ticks
-        fy = y_range[0] + (y_range[1] - y_range[0]) * i / ticks
-        px = left + (right - left) * i / ticks
-        py = bottom - (bottom - top) * i / ticks
-        draw.line([(px, bottom), (px, bottom + 4)], fill="black")
-        draw.text((px - 10, bottom + 6), f"{fx:.2g}", fill="black", font=font)
-        draw.line([(left - 4, py), (left, py)], fill="black")
-        draw.text((left - 40, py - 6), f"{fy:.2g}", fill="black", font=font)
-    draw.text(((left + right) / 2 - 3 * len(xlabel), bottom + 22), xlabel, fill="black", font=font)
-    draw.text((4, top - 16), ylabel, fill="black", font=font)
+def _figure(width_in: float, height_in: float) -> Figure:
+    fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> PlotFile:
+    path = Path(path)
+    try:
+        fig.savefig(path, dpi=DPI, format="png", facecolor="white")
+        width, height = (round(v) for v in fig.get_size_inches() * DPI)
+        panels = sum(1 for ax in fig.axes if ax.get_label() != "<colorbar>")
+    finally:
+        fig.clear()  # drop the artists now; the figure itself is never registered anywhere global
+    return PlotFile(path, width, height, panels)
+
+
+def _wrap(label: str, width: int = LABEL_WIDTH) -> str:
+    return "\n".join(textwrap.wrap(str(label), width, break_long_words=True)) or str(label)
 
 
 def line_plot(path: str | Path, curves: Sequence[tuple[str, Sequence[float], Sequence[float]]], title: str,
-              xlabel: str, ylabel: str, diagonal: bool = True, markers: bool = False) -> Path:
-    """Curves (label, xs, ys) on [0, 1] x [0, 1], with an optional dashed y = x reference line."""
-    img, draw, font = _canvas(title)
-    box = (MARGIN["left"], MARGIN["top"], W - MARGIN["right"], H - MARGIN["bottom"])
-    left, top, right, bottom = box
-    _frame(draw, font, box, (0, 1), (0, 1), xlabel, ylabel)
-
-    def to_px(x, y):
-        return left + (right - left) * min(max(x, 0), 1), bottom - (bottom - top) * min(max(y, 0), 1)
-
+              xlabel: str, ylabel: str, diagonal: bool = True, markers: bool = False, *,
+              diagonal_label: str = "y = x",
+              counts: Sequence[Sequence[tuple[float, float, int]]] | None = None) -> PlotFile:
+    """Curves (label, xs, ys) on [0, 1] x [0, 1], with an optional dashed y = x reference line. With `counts`
+    (per curve, its bins as (lo, hi, rows)), a second panel below shows the rows per bin on a log scale: the
+    reliability diagram's histogram, which says how much each point of the curve is worth."""
+    two = bool(counts) and any(counts)
+    fig = _figure(6.4, 6.6 if two else 5.4)
+    if two:
+        ax, hist = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    else:
+        ax, hist = fig.add_subplot(), None
     if diagonal:
-        for i in range(0, 20, 2):
-            draw.line([to_px(i / 20, i / 20), to_px((i + 1) / 20, (i + 1) / 20)], fill="#999999")
+        ax.plot([0, 1], [0, 1], linestyle="--", color="#888888", linewidth=1, label=diagonal_label)
     for k, (label, xs, ys) in enumerate(curves):
-        colour = COLOURS[k % len(COLOURS)]
-        points = [to_px(x, y) for x, y in zip(xs, ys, strict=True)]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        if markers:
-            for px, py in points:
-                draw.ellipse([px - 3, py - 3, px + 3, py + 3], outline=colour)
-        draw.text((right - 200, bottom - 16 * (len(curves) - k) - 4), label[:34], fill=colour, font=font)
-    path = Path(path)
-    img.save(path)
-    return path
+        ax.plot(list(xs), list(ys), color=COLOURS[k % len(COLOURS)], linewidth=1.8, label=label,
+                marker="o" if markers else None, markersize=4)
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel=ylabel, title=title)
+    ax.set_aspect("equal" if not two else "auto")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right" if not markers else "upper left", fontsize="small", framealpha=0.9)
+    if hist is not None:
+        n = max(len(counts), 1)
+        for k, bins in enumerate(counts):
+            for lo, hi, rows in bins:
+                step = (hi - lo) / n
+                hist.bar(lo + k * step, rows, width=step, align="edge", color=COLOURS[k % len(COLOURS)],
+                         alpha=0.85)
+        hist.set_yscale("log")
+        hist.set(ylabel="rows per bin", xlim=(0, 1))
+        hist.grid(True, axis="y", alpha=0.3)
+        hist.set_xlabel(xlabel)
+    else:
+        ax.set_xlabel(xlabel)
+    return _save(fig, path)
 
 
 def bar_plot(path: str | Path, labels: Sequence[str], values: Sequence[float], title: str, ylabel: str,
-             baseline: float | None = None) -> Path:
-    """Vertical bars with their value printed on top; an optional dashed horizontal reference (e.g. chance)."""
-    img, draw, font = _canvas(title)
-    box = (MARGIN["left"], MARGIN["top"], W - MARGIN["right"], H - MARGIN["bottom"])
-    left, top, right, bottom = box
-    lo = min(0.0, min(values, default=0.0))
-    hi = max([*values, baseline or 0.0, 1e-9])
-    hi = hi * 1.1 if hi > 0 else 1.0
-    _frame(draw, font, box, (0, 0), (lo, hi), "", ylabel)
-    n = max(len(values), 1)
-    width = (right - left) / n
-    for k, (label, value) in enumerate(zip(labels, values, strict=True)):
-        x0 = left + k * width + width * 0.15
-        x1 = left + (k + 1) * width - width * 0.15
-        y = bottom - (bottom - top) * (value - lo) / (hi - lo)
-        y0 = bottom - (bottom - top) * (0 - lo) / (hi - lo)
-        draw.rectangle([x0, min(y, y0), x1, max(y, y0)], fill=COLOURS[k % len(COLOURS)])
-        draw.text((x0, min(y, y0) - 14), f"{value:.3f}", fill="black", font=font)
-        draw.text((x0, bottom + 22), label[:14], fill="black", font=font)
+             baseline: float | None = None, *, baseline_label: str | None = None) -> PlotFile:
+    """Vertical bars with their value printed on each; long labels wrap (and tilt when there are many bars);
+    a bar labelled "finmm..." is drawn in its own colour; an optional dashed horizontal reference (e.g. chance)."""
+    labels, values = [str(label) for label in labels], [float(v) for v in values]
+    n = len(values)
+    fig = _figure(min(max(6.4, 1.35 * n + 1.6), 16.0), 5.2)
+    ax = fig.add_subplot()
+    colours = [FINMM_COLOUR if label.lower().startswith("finmm") else BASELINE_COLOUR for label in labels]
+    bars = ax.bar(range(n), values, color=colours, width=0.65, zorder=2)
+    ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], padding=3, fontsize="small")
+    many = n > 8
+    ax.set_xticks(range(n), [_wrap(label, 24 if many else LABEL_WIDTH) for label in labels],
+                  rotation=35 if many else 0, ha="right" if many else "center", fontsize="small")
+    lo = min([0.0, *values, *([baseline] if baseline is not None else [])])
+    hi = max([0.0, *values, *([baseline] if baseline is not None else [])])
+    span = (hi - lo) or 1.0
+    ax.set_ylim(lo - (0.1 * span if lo < 0 else 0.0), hi + 0.15 * span)
+    if lo < 0 and baseline != 0:
+        ax.axhline(0.0, color="black", linewidth=0.8, zorder=1)
     if baseline is not None:
-        yb = bottom - (bottom - top) * (baseline - lo) / (hi - lo)
-        for x in range(int(left), int(right), 12):
-            draw.line([(x, yb), (x + 6, yb)], fill="#555555")
-    path = Path(path)
-    img.save(path)
-    return path
+        ax.axhline(baseline, linestyle="--", color="#555555", linewidth=1.2, zorder=3,
+                   label=baseline_label or f"reference ({baseline:g})")
+        ax.legend(loc="upper right", fontsize="small")
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(True, axis="y", alpha=0.3, zorder=0)
+    return _save(fig, path)
 
 
-def confusion_plot(path: str | Path, matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str) -> Path:
-    """Rows = true class, columns = predicted; cell shade = share of the row, count printed when it fits."""
-    n = len(matrix)
-    cell = max(4, min(60, 360 // max(n, 1)))
-    size = MARGIN["left"] + cell * n + 30
-    img, draw, font = _canvas(title, width=max(size, 300), height=size + 40)
-    x0, y0 = MARGIN["left"], MARGIN["top"] + 14
-    for i, row in enumerate(matrix):
-        total = max(sum(row), 1)
-        for j, count in enumerate(row):
-            share = count / total
-            shade = int(255 * (1 - share))
-            draw.rectangle([x0 + j * cell, y0 + i * cell, x0 + (j + 1) * cell, y0 + (i + 1) * cell],
-                           fill=(shade, shade, 255), outline="#dddddd" if cell >= 8 else None)
-            if cell >= 30:
-                draw.text((x0 + j * cell + 4, y0 + i * cell + cell / 2 - 6), str(count),
-                          fill="white" if share > 0.5 else "black", font=font)
-        if cell >= 14:
-            draw.text((4, y0 + i * cell + cell / 2 - 6), class_names[i][:8], fill="black", font=font)
-    draw.text((x0, y0 - 14), "predicted ->   (rows: true class)", fill="black", font=font)
-    path = Path(path)
-    img.save(path)
-    return path
+def confusion_plot(path: str | Path, matrix: Sequence[Sequence[int]], class_names: Sequence[str],
+                   title: str) -> PlotFile:
+    """Rows = true class, columns = predicted; cell shade = share of the row (0 to 1), the count and share
+    printed in each cell while the matrix is small enough to read them."""
+    counts = [[int(c) for c in row] for row in matrix]
+    n = len(counts)
+    names = [str(class_names[i]) if i < len(class_names) else str(i) for i in range(n)]
+    shares = [[c / max(sum(row), 1) for c in row] for row in counts]
+    side = min(max(4.6, 0.32 * n + 2.6), 14.0)
+    fig = _figure(side + 1.2, side + 0.4)
+    ax = fig.add_subplot()
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
+    if n <= 12:
+        for i, row in enumerate(counts):
+            for j, count in enumerate(row):
+                ax.text(j, i, f"{count}\n{shares[i][j]:.0%}", ha="center", va="center", fontsize="small",
+                        color="white" if shares[i][j] > 0.5 else "black")
+    step = max(1, -(-n // 30))  # at most ~30 tick labels per axis
+    ticks = list(range(0, n, step))
+    ax.set_xticks(ticks, [names[t] for t in ticks], rotation=0 if n <= 4 else 45,
+                  ha="center" if n <= 4 else "right", fontsize="small" if n <= 30 else "x-small")
+    ax.set_yticks(ticks, [names[t] for t in ticks], fontsize="small" if n <= 30 else "x-small")
+    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+    return _save(fig, path)

@@ -94,32 +94,34 @@ def findings(dataset: str, baselines: list[dict], finmm: dict) -> list[str]:
     return lines
 
 
-def _plots(dataset: str, entry: dict, folder: Path, stem: str) -> list[str]:
-    made: list[Path] = []
+def _plots(dataset: str, entry: dict, folder: Path, stem: str) -> list[plots.PlotFile]:
+    made: list[plots.PlotFile] = []
     models = [(b["model"], b["figures"]) for b in entry["baselines"]]
     if entry["finmm"].get("status") == "measured":
         models.append(("finmm", entry["finmm"]["figures"]))
     if dataset in ("german_credit", "lending_club"):
-        roc, rel = [], []
+        roc, rel, counts = [], [], []
         for name, fig in models:
             f = fig["pooled"] if dataset == "german_credit" else fig.get("tabular_text", fig.get("tabular", {}))
             if "roc" in f:
-                roc.append((f"{name[:22]} {f['auc']:.3f}", f["roc"]["fpr"], f["roc"]["tpr"]))
-                rel.append((name[:30], [b["mean_predicted"] for b in f["reliability"]],
+                roc.append((f"{name} (AUC {f['auc']:.3f})", f["roc"]["fpr"], f["roc"]["tpr"]))
+                rel.append((name, [b["mean_predicted"] for b in f["reliability"]],
                             [b["observed_rate"] for b in f["reliability"]]))
+                counts.append([(b["lo"], b["hi"], b["count"]) for b in f["reliability"]])
         where = "pooled out-of-fold" if dataset == "german_credit" else "test"
         made.append(plots.line_plot(folder / f"{stem}_{dataset}_roc.png", roc, f"{dataset}: ROC ({where})",
-                                    "false positive rate", "true positive rate"))
+                                    "false positive rate", "true positive rate", diagonal_label="chance"))
         made.append(plots.line_plot(folder / f"{stem}_{dataset}_calibration.png", rel,
-                                    f"{dataset}: reliability (10 bins)", "mean predicted P(bad)",
-                                    "observed bad rate", markers=True))
+                                    f"{dataset}: reliability (10 bins, {where})", "mean predicted P(bad)",
+                                    "observed bad rate", markers=True, diagonal_label="perfectly calibrated",
+                                    counts=counts))
     if dataset in CLASS_NAMES:
         name, fig = models[-1]
         if "confusion" in fig.get("test", {}):
             made.append(plots.confusion_plot(folder / f"{stem}_{dataset}_confusion.png", fig["test"]["confusion"],
-                                             CLASS_NAMES[dataset], f"{dataset}: confusion, {name[:30]}"))
+                                             CLASS_NAMES[dataset], f"{dataset}: confusion on test, {name}"))
     key = PRIMARY[dataset]
-    bars = [(name[:14], _primary(dataset, ev.headline(dataset, fig))) for name, fig in models]
+    bars = [(name, _primary(dataset, ev.headline(dataset, fig))) for name, fig in models]
     bars = [(n, v) for n, v in bars if v is not None]
     if bars:
         made.append(plots.bar_plot(folder / f"{stem}_{dataset}_models.png", [b[0] for b in bars],
@@ -127,11 +129,12 @@ def _plots(dataset: str, entry: dict, folder: Path, stem: str) -> list[str]:
     ablations = entry["finmm"].get("ablations")
     if ablations:
         full = entry["finmm"]["headline"].get("mcc", 0.0)
-        labels = ["all inputs", *ablations]
+        labels = ["all inputs", *(k.replace("_", " ") for k in ablations)]
         values = [full, *[a.get("mcc", 0.0) for a in ablations.values()]]
         made.append(plots.bar_plot(folder / f"{stem}_{dataset}_ablation.png", labels, values,
-                                   f"{dataset}: finmm MCC per dropped modality", "MCC", baseline=0.0))
-    return [p.name for p in made]
+                                   f"{dataset}: finmm MCC per dropped modality", "MCC", baseline=0.0,
+                                   baseline_label="chance (MCC 0)"))
+    return made
 
 
 def write_task_report(task: str, datasets: dict[str, dict], folder: str | Path, meta: dict) -> tuple[Path, Path]:
@@ -142,7 +145,9 @@ def write_task_report(task: str, datasets: dict[str, dict], folder: str | Path, 
     for name, entry in datasets.items():
         entry["published"] = ev.PUBLISHED.get(name, {})
         entry["findings"] = findings(name, entry["baselines"], entry["finmm"])
-        entry["plots"] = _plots(name, entry, folder, task)
+        made = _plots(name, entry, folder, task)
+        entry["plots"] = [p.name for p in made]
+        entry["plot_files"] = [p.to_dict() for p in made]  # pixel size and panels of each PNG
     report = {"task": task, "generated": time.strftime("%Y-%m-%d %H:%M:%S"), **meta, "datasets": datasets}
     json_path = folder / f"{task}.json"
     json_path.write_text(json.dumps(report, indent=2, default=_jsonable))
@@ -199,8 +204,16 @@ def render_markdown(report: dict) -> str:
                 codes = ", ".join(f"{c['feature']} ({c['attribution']:+.3f})" for c in r["reason_codes"]) or "none"
                 lines.append(f"- {r['id']}: P(default) {r['p_default']:.3f}; {codes}")
             lines.append("")
-        lines += [f"![{p}]({p})" for p in entry["plots"]] + [""]
+        files = entry.get("plot_files") or [{"file": p} for p in entry["plots"]]
+        lines += [f"![{_plot_caption(p)}]({p['file']})" for p in files] + [""]
     return "\n".join(lines)
+
+
+def _plot_caption(plot: dict) -> str:
+    if "panels" not in plot:
+        return plot["file"]
+    panels = f"{plot['panels']} panel{'s' if plot['panels'] != 1 else ''}"
+    return f"{plot['file']}: {plot['width_px']}x{plot['height_px']} px, {panels}"
 
 
 def write_index(folder: str | Path) -> Path:

@@ -3,7 +3,7 @@
 For each data set:
   1. `load_source` reads the raw files (rows + loader rejects).
   2. State is fitted on the train split: the tokenizer once for all text data sets (see below), the
-     tabular state per data set.
+     tabular state and the series standardisation (`SeriesState`) per data set.
   3. `ray.data.from_arrow(rows)` (the loader's declared schema), then `map_batches` once per modality the
      data set has, each with its own `ActorPoolStrategy` pool: tabular -> text -> series -> image. The
      streaming executor runs the pools side by side, each on different batches.
@@ -50,7 +50,7 @@ from actors.manifest import (
     sha256_file,
     write_manifest,
 )
-from actors.series import FEATURE_NAMES, N_FEATURES, SeriesPreprocessor
+from actors.series import N_FEATURES, SeriesPreprocessor, SeriesState
 from actors.settings import DataSection
 from actors.tabular import TabularPreprocessor, TabularState, feature_columns
 from actors.text import TextPreprocessor, base_tokenizer_path, build_tokenizer, configure, unk_stats
@@ -135,14 +135,21 @@ def _fit_tabular(rows: pd.DataFrame, settings: DataSection) -> TabularState:
     return TabularState.fit(train, numeric, categorical, settings, fitted_on=fitted_on)
 
 
-def _stage_kwargs(modality: str, spec, settings: DataSection, tokenizer, tab_state) -> dict[str, Any]:
+def _fit_series(rows: pd.DataFrame, settings: DataSection) -> SeriesState:
+    """Per-channel mean/std of the day features over the real days of the train rows' windows, computed here
+    on the driver with `series_from_bars` (the actor's own function); no train rows: the identity."""
+    train = rows.loc[rows["split"] == "train", "series"] if "series" in rows.columns else []
+    return SeriesState.fit(train, settings, fitted_on="train")
+
+
+def _stage_kwargs(modality: str, spec, settings: DataSection, tokenizer, tab_state, series_state) -> dict[str, Any]:
     if modality == "text":
         required = tuple(spec.modalities) == ("text",)  # otherwise empty text = modality absent
         return {"tokenizer_json": tokenizer.to_str(), "max_length": settings.text.max_length, "required": required}
     if modality == "image":
         return {"settings": settings.image.model_dump(mode="json")}
     if modality == "series":
-        return {"settings": settings.series.model_dump(mode="json")}
+        return {"state_json": series_state.to_json()}
     return {"state_json": tab_state.to_json()}
 
 
@@ -244,6 +251,7 @@ def _prepare_one(name, source, spec, settings, tokenizer, base_tokenizer, text_i
 
     modalities = [m for m in MODALITY_ORDER if m in spec.modalities]
     tab_state = _fit_tabular(rows, settings) if "tabular" in modalities else None
+    series_state = _fit_series(rows, settings) if "series" in modalities else None
     arrow = pa.Table.from_pandas(rows, schema=spec.schema, preserve_index=False).replace_schema_metadata(None)
     schema = arrow.schema
     for modality in modalities:
@@ -261,7 +269,7 @@ def _prepare_one(name, source, spec, settings, tokenizer, base_tokenizer, text_i
                 _Stage,
                 fn_constructor_kwargs={
                     "modality": modality,
-                    "kwargs": _stage_kwargs(modality, spec, settings, tokenizer, tab_state),
+                    "kwargs": _stage_kwargs(modality, spec, settings, tokenizer, tab_state, series_state),
                     "schema": stage_schema,
                 },
                 compute=ray.data.ActorPoolStrategy(size=settings.actors.size),
@@ -307,7 +315,7 @@ def _prepare_one(name, source, spec, settings, tokenizer, base_tokenizer, text_i
             "rejected_by_stage": {str(k): int(v) for k, v in rejected["stage"].value_counts().items()},
             "schema": schema_to_json(out_schema),
             "shapes": _shapes(modalities, settings),
-            "state": _state(modalities, settings, tab_state, text_info, unk),
+            "state": _state(modalities, settings, tab_state, text_info, unk, series_state),
             "source_files": [{"path": str(p), "sha256": sha256_file(p)} for p in source.files],
             "settings": settings.model_dump(mode="json"),
         },
@@ -354,18 +362,14 @@ def _shapes(modalities: list[str], settings: DataSection) -> dict[str, list[int]
     return shapes
 
 
-def _state(modalities, settings, tab_state, text_info, unk) -> dict[str, Any]:
+def _state(modalities, settings, tab_state, text_info, unk, series_state) -> dict[str, Any]:
     state: dict[str, Any] = {}
     if "tabular" in modalities:
         state["tabular"] = json.loads(tab_state.to_json()) | {"cardinalities": tab_state.cardinalities}
     if "text" in modalities:
         state["text"] = dict(text_info) | {"max_length": settings.text.max_length, "unk_rates": unk}
     if "series" in modalities:
-        state["series"] = {
-            "features": list(FEATURE_NAMES),
-            "window_days": settings.series.window_days,
-            "clip": settings.series.clip,
-        }
+        state["series"] = json.loads(series_state.to_json())  # features, window_days, clip, means, stds, ...
     if "image" in modalities:
         state["image"] = settings.image.model_dump(mode="json")
     return state

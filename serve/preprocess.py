@@ -17,7 +17,7 @@ import numpy as np
 
 from actors.chart import render_candlestick
 from actors.image import ImageRejected, preprocess_image
-from actors.series import SeriesRejected, series_from_bars
+from actors.series import SeriesRejected, SeriesState
 from actors.settings import DataSection
 from actors.tabular import TabularRejected, TabularState
 from actors.text import TextRejected, encode_text, load_tokenizer
@@ -30,6 +30,9 @@ WEIGHTS_FILE = "model.safetensors"
 MODEL_DIR_ENV = "FINMM_MODEL_DIR"
 CREDIT_DATASET = "lending_club"
 """The tabular data set whose features the credit endpoint serves (falls back to the first tabular one)."""
+STOCK_DATASET = "stocknet"
+"""The series data set whose fitted `SeriesState` the stock endpoint applies (falls back to the first one with
+a series state)."""
 NEWS_SEP = " [SEP] "
 """How StockNet joined a day's tweets in training (actors/sources/stocknet.py TWEET_SEP)."""
 
@@ -95,12 +98,22 @@ class Preprocessor:
         for name, ds in self.datasets.items():
             if ds.get("tabular"):
                 self.tabular[name] = TabularState(**{k: v for k, v in ds["tabular"].items() if k != "cardinalities"})
+        self.series: SeriesState = self._series_state()
+        """The stock endpoint's series standardisation, as the training shards were standardised."""
         tabular_in_layout = [b["dataset"] for b in self.layout_dict.get("tabular", [])]
         self.credit_dataset = CREDIT_DATASET if CREDIT_DATASET in tabular_in_layout else (
             tabular_in_layout[0] if tabular_in_layout else None)
         config_path = model_dir / "config.json"
         self._heads: set[str] | None = (set(json.loads(config_path.read_text()).get("heads", {}))
                                         if config_path.exists() else None)
+
+    def _series_state(self) -> SeriesState:
+        """`datasets[STOCK_DATASET]["series"]` of the bundle (else the first data set's series state) as a
+        `SeriesState`. A bundle without one, or whose manifest predates the fitted state (no means/stds),
+        gets the identity: no standardisation, as its model was trained."""
+        series = {name: ds["series"] for name, ds in self.datasets.items() if ds.get("series")}
+        chosen = series.get(STOCK_DATASET) or next(iter(series.values()), None)
+        return SeriesState.from_dict(chosen) if chosen else SeriesState.identity(self.data.series)
 
     def heads(self) -> set[str] | None:
         """The bundle's task heads (from its config.json), or None when the folder has no config."""
@@ -158,7 +171,7 @@ class Preprocessor:
     def stock_row(self, bars: list[list[float]], texts: list[str] | None, chart_b64: str | None) -> Row:
         s = self.data.series
         try:
-            values, mask = series_from_bars(np.asarray(bars, dtype=np.float64), s)
+            values, mask = self.series.features_from_bars(np.asarray(bars, dtype=np.float64))
         except SeriesRejected:
             raise InputError("no valid price bar in the window (prices must be positive)",
                              ("body", "bars"), 422) from None

@@ -1,9 +1,11 @@
 """Turn preprocessed rows (the Parquet shard columns) into the model's batch contract.
 
 Training (cluster/) and serving (serve/) both call `collate`, so a request is batched exactly as a
-training example is. The tabular feature space is the union of every tabular data set's features,
-each prefixed with its data set's name; a row fills its own data set's slots and leaves the others
-missing, so one model can be pretrained on several tables and finetuned on any of them.
+training example is. The tabular feature space holds the tabular data sets the run was built for (its
+declared data sets, never whatever else is on disk), each feature prefixed with its data set's name. A row
+fills its own data set's slots, and `feature_mask` marks exactly those: the model attends to a row's own
+feature tokens only, and masked feature modelling picks only among them. A run over one tabular data set
+has exactly that data set's features.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from actors.tabular import TabularState
+from actors.tabular import MISSING_ID, TabularState
 
 PAD_ID = 0
 
@@ -27,6 +29,12 @@ class TabularBlock:
     numeric: list[str]
     categorical: list[str]
     cardinalities: list[int]
+    bins: list[list[float]] = field(default_factory=list)
+    """Per numeric feature, its fitted quantile bin edges (standardised units)."""
+    medians: list[float] = field(default_factory=list)
+    """Per numeric feature, the reference applicant's value (train median, standardised)."""
+    reference_categories: list[int] = field(default_factory=list)
+    """Per categorical feature, the reference applicant's id (train mode)."""
 
 
 @dataclass
@@ -51,15 +59,19 @@ class BatchLayout:
         if any(b.dataset == dataset for b in self.tabular):
             return
         self.tabular.append(
-            TabularBlock(dataset, list(state.numeric_columns), list(state.categorical_columns), state.cardinalities)
+            TabularBlock(dataset, list(state.numeric_columns), list(state.categorical_columns), state.cardinalities,
+                         [list(b) for b in state.bins], list(state.medians), state.reference_categories)
         )
 
     def tabular_schema(self) -> dict:
-        """The model's `tabular` config: prefixed feature names and cardinalities of the union space."""
+        """The model's `tabular` config: prefixed feature names, cardinalities, bins and reference values."""
         return {
             "numeric_features": [f"{b.dataset}.{n}" for b in self.tabular for n in b.numeric],
             "categorical_features": [f"{b.dataset}.{c}" for b in self.tabular for c in b.categorical],
             "categorical_cardinalities": [k for b in self.tabular for k in b.cardinalities],
+            "numeric_bins": [e for b in self.tabular for e in b.bins],
+            "numeric_reference": [m for b in self.tabular for m in b.medians],
+            "categorical_reference": [c for b in self.tabular for c in b.reference_categories],
         }
 
     def _offsets(self, dataset: str) -> tuple[int, int, TabularBlock]:
@@ -111,18 +123,22 @@ def collate(rows: Mapping[str, Sequence], layout: BatchLayout, dataset: str | No
         n_num, n_cat = len(schema["numeric_features"]), len(schema["categorical_features"])
         num_at, cat_at, block = layout._offsets(dataset)
         numeric = np.zeros((size, n_num), dtype=np.float32)  # (B, F_num)
-        missing = np.ones((size, n_num), dtype=bool)  # (B, F_num): other data sets' features are missing
-        categorical = np.zeros((size, n_cat), dtype=np.int64)  # (B, F_cat): 0 = unknown
+        missing = np.ones((size, n_num), dtype=bool)  # (B, F_num)
+        categorical = np.full((size, n_cat), MISSING_ID, dtype=np.int64)  # (B, F_cat)
+        own = np.zeros((size, n_num + n_cat), dtype=bool)  # (B, F): the row's own data set's features
         span_n, span_c = len(block.numeric), len(block.categorical)
         if span_n:
             numeric[:, num_at : num_at + span_n] = _stack_lists(rows["tab_numeric"], np.float32)
             missing[:, num_at : num_at + span_n] = _stack_lists(rows["tab_numeric_missing"], bool)
+            own[:, num_at : num_at + span_n] = True
         if span_c:
             categorical[:, cat_at : cat_at + span_c] = _stack_lists(rows["tab_categorical"], np.int64)
+            own[:, n_num + cat_at : n_num + cat_at + span_c] = True
         batch["tabular"] = {
             "numeric": torch.from_numpy(numeric),
             "numeric_missing": torch.from_numpy(missing),
             "categorical": torch.from_numpy(categorical),
+            "feature_mask": torch.from_numpy(own),
             "present": torch.ones(size, dtype=torch.bool),
         }
     if "series_values" in rows:

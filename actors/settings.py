@@ -62,7 +62,10 @@ class TabularSettings(_Section):
     clip: float = Field(5.0, gt=0)
     """Standardised numeric values are clipped to [-clip, clip] so outliers cannot dominate."""
     min_category_count: int = Field(1, ge=1)
-    """A categorical value seen fewer times than this in train maps to the unknown bucket."""
+    """A categorical value seen fewer times than this in train maps to the unseen bucket."""
+    num_bins: int = Field(32, ge=2, le=256)
+    """Quantile bins per numeric feature for the model's piecewise-linear encoding (Gorishniy et al. 2022),
+    fitted on the train split; fewer when a feature has fewer distinct train values."""
 
 
 class SeriesSettings(_Section):

@@ -1,13 +1,18 @@
-"""Tabular preprocessing: standardised numerics with missing flags, categorical vocabularies.
+"""Tabular preprocessing: standardised numerics with missing flags, categorical vocabularies, and the
+quantile bins and reference applicant the model needs.
 
 `TabularState` is fitted on the train split only, saved as JSON next to the data, and loaded again by
-serving, so training and serving scale and encode features identically.
+serving, so training and serving scale and encode features identically. Categorical ids: 0 = a value unseen
+in train (or rarer than `min_category_count`), 1 = missing, 2.. = train values by descending count, so id 2
+is each feature's train mode. The bins (per numeric feature, in standardised units) and the reference
+applicant (train medians and modes) travel into the model config through the batch layout.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import NamedTuple
@@ -17,6 +22,9 @@ import pandas as pd
 
 from actors.columns import Rejected, ensure_reject_column, reject
 from actors.settings import DataSection, TabularSettings
+from model.config import CATEGORY_FIRST_VALUE_ID as FIRST_VALUE_ID
+from model.config import CATEGORY_MISSING_ID as MISSING_ID
+from model.config import CATEGORY_UNSEEN_ID as UNSEEN_ID
 
 NUMERIC_PREFIX = "num__"
 CATEGORICAL_PREFIX = "cat__"
@@ -37,7 +45,7 @@ def feature_columns(columns: Sequence[str]) -> tuple[list[str], list[str]]:
 class TabularFeatures(NamedTuple):
     numeric: np.ndarray  # (n, F) float32, standardised, clipped, 0 where missing
     missing: np.ndarray  # (n, F) bool
-    categorical: np.ndarray  # (n, C) int32, 0 = unknown or missing
+    categorical: np.ndarray  # (n, C) int32, 0 = unseen, 1 = missing, 2.. = train values
     all_missing: np.ndarray  # (n,) bool: no feature present at all
 
 
@@ -47,9 +55,28 @@ def _is_missing(value) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
+def quantile_bins(values: np.ndarray, num_bins: int) -> list[float]:
+    """Bin edges for piecewise-linear encoding of one feature's finite train values (rtdl's quantile bins);
+    a feature with fewer than two distinct values gets the two edges [v - 1, v + 1]."""
+    import torch
+    from rtdl_num_embeddings import compute_bins
+
+    finite = values[np.isfinite(values)]
+    distinct = np.unique(finite)
+    if len(distinct) < 2:
+        centre = float(distinct[0]) if len(distinct) else 0.0
+        return [centre - 1.0, centre + 1.0]
+    n_bins = max(2, min(num_bins, len(distinct) - 1, len(finite) - 1))
+    with warnings.catch_warnings():  # a two-valued feature gets one bin, which rtdl warns about
+        warnings.filterwarnings("ignore", message=".*just two bin edges.*")
+        (edges,) = compute_bins(torch.as_tensor(finite, dtype=torch.float64)[:, None], n_bins=n_bins)
+    return [float(e) for e in edges]
+
+
 @dataclass
 class TabularState:
-    """Fitted scaling and vocabularies. ids: 0 = unknown or missing, 1..n by descending train count."""
+    """Fitted scaling, vocabularies and bins. Categorical ids: 0 = unseen, 1 = missing, 2.. by descending
+    train count."""
 
     numeric_columns: list[str]
     means: list[float]
@@ -61,6 +88,10 @@ class TabularState:
     fitted_on: str = "train"
     feature_names: list[str] = field(default_factory=list)
     """Model-facing names: numeric columns then categorical columns, prefixes kept."""
+    bins: list[list[float]] = field(default_factory=list)
+    """Per numeric column, the quantile bin edges of its standardised, clipped train values."""
+    medians: list[float] = field(default_factory=list)
+    """Per numeric column, the train median in standardised units: the reference applicant's value."""
 
     @classmethod
     def fit(
@@ -88,8 +119,8 @@ class TabularState:
                 ((value, int(n)) for value, n in counts.items() if n >= tab.min_category_count),
                 key=lambda item: (-item[1], item[0]),
             )
-            vocabularies.append({value: i + 1 for i, (value, _) in enumerate(kept)})
-        return cls(
+            vocabularies.append({value: i + FIRST_VALUE_ID for i, (value, _) in enumerate(kept)})
+        state = cls(
             numeric_columns=list(numeric_columns),
             means=means,
             stds=stds,
@@ -100,11 +131,25 @@ class TabularState:
             fitted_on=fitted_on,
             feature_names=list(numeric_columns) + list(categorical_columns),
         )
+        if numeric_columns:  # bins and medians in the units the model sees: standardised and clipped
+            scaled = state.transform(train_df[list(numeric_columns)]).numeric.astype(np.float64)
+            raw = np.column_stack([pd.to_numeric(train_df[c], errors="coerce").to_numpy(dtype=np.float64)
+                                   for c in numeric_columns])
+            scaled[~np.isfinite(raw)] = np.nan
+            state.bins = [quantile_bins(scaled[:, j], tab.num_bins) for j in range(len(numeric_columns))]
+            state.medians = [float(np.nanmedian(scaled[:, j])) if np.isfinite(scaled[:, j]).any() else 0.0
+                             for j in range(len(numeric_columns))]
+        return state
 
     @property
     def cardinalities(self) -> list[int]:
-        """Embedding-table size per categorical feature (vocabulary + the unknown id 0)."""
-        return [len(v) + 1 for v in self.vocabularies]
+        """Embedding-table size per categorical feature (vocabulary + the unseen id 0 and the missing id 1)."""
+        return [len(v) + FIRST_VALUE_ID for v in self.vocabularies]
+
+    @property
+    def reference_categories(self) -> list[int]:
+        """The reference applicant's categorical ids: each feature's train mode (missing if it has none)."""
+        return [FIRST_VALUE_ID if v else MISSING_ID for v in self.vocabularies]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
@@ -121,11 +166,13 @@ class TabularState:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def transform(self, df: pd.DataFrame) -> TabularFeatures:
-        """-> numeric (n, F) float32, numeric_missing (n, F) bool, categorical (n, C) int32, all_missing (n,)."""
+        """-> numeric (n, F) float32, numeric_missing (n, F) bool, categorical (n, C) int32, all_missing (n,).
+        A column absent from `df` counts as missing."""
         n = len(df)
         if self.numeric_columns:
             raw = np.column_stack(
-                [pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64) for c in self.numeric_columns]
+                [pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64) if c in df.columns
+                 else np.full(n, np.nan) for c in self.numeric_columns]
             )
         else:
             raw = np.zeros((n, 0))
@@ -135,11 +182,12 @@ class TabularState:
         categorical = np.zeros((n, len(self.categorical_columns)), dtype=np.int32)
         cat_missing = np.zeros((n, len(self.categorical_columns)), dtype=bool)
         for j, (col, vocab) in enumerate(zip(self.categorical_columns, self.vocabularies, strict=False)):
-            for i, value in enumerate(df[col].tolist()):
+            for i, value in enumerate(df[col].tolist() if col in df.columns else [None] * n):
                 if _is_missing(value):
                     cat_missing[i, j] = True
+                    categorical[i, j] = MISSING_ID
                 else:
-                    categorical[i, j] = vocab.get(str(value), 0)
+                    categorical[i, j] = vocab.get(str(value), UNSEEN_ID)
         all_missing = missing.all(axis=1) & cat_missing.all(axis=1)
         return TabularFeatures(scaled, missing, categorical, all_missing)
 

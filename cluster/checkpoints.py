@@ -191,6 +191,25 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+BEST_MODEL_DIR = "best_model"
+"""In a run folder: the exported model of the best validation epoch so far (finetuning)."""
+SELECTION_FILE = "selection.json"
+"""In an exported model folder: which epoch it is and the validation score that chose it."""
+
+
+def keep_best_model(checkpoint: Path, run_dir: Path, best: dict) -> Path:
+    """Copy a just-written checkpoint's `model/` to `run_dir/best_model` (under a temporary name, then renamed),
+    with `selection.json` saying which step and epoch it is and its validation score."""
+    destination = Path(run_dir) / BEST_MODEL_DIR
+    tmp = destination.with_name(destination.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(Path(checkpoint) / MODEL_DIR, tmp)
+    (tmp / SELECTION_FILE).write_text(json.dumps({"selected_by": "validation", **best}, indent=2))
+    shutil.rmtree(destination, ignore_errors=True)
+    tmp.rename(destination)
+    return destination
+
+
 def copy_model_folder(checkpoint: Path, destination: Path) -> Path:
     """Verify the checkpoint, then copy its consolidated `save_pretrained` folder to `destination` (replacing
     it; the copy is made under a temporary name and renamed)."""

@@ -5,13 +5,17 @@ from __future__ import annotations
 from cluster.settings import TrainerSettings
 
 
-def build_deepspeed_config(trainer: TrainerSettings, total_steps: int) -> dict:
-    """The DeepSpeed JSON config for `trainer`, for a run of `total_steps` optimizer steps.
+def build_deepspeed_config(trainer: TrainerSettings, total_steps: int, precision: str | None = None) -> dict:
+    """The DeepSpeed JSON config for `trainer`, for a run of `total_steps` optimizer steps, in `precision`
+    (resolved from `auto`; default: the trainer's own setting).
 
     CPU workers get torch's AdamW (`torch_adam`), because DeepSpeed's FusedAdam and CPUAdam
-    JIT-compile for about 70 s first; GPU workers get the fused kernel. Learning rate follows
-    a linear warm-up then linear decay to zero (DeepSpeed's WarmupDecayLR).
+    JIT-compile for about 70 s first; GPU workers get the fused kernel. The learning rates live in the
+    parameter groups (model.param_groups) and follow `warmup_then_linear_decay`, passed to
+    `deepspeed.initialize` as the client scheduler: DeepSpeed's WarmupDecayLR would set one rate for
+    every group. "bf16-mixed" keeps DeepSpeed in fp32 (the loop autocasts the forward).
     """
+    precision = precision or trainer.deepspeed.precision
     ds = trainer.deepspeed
     zero: dict = {"stage": ds.zero_stage}
     if ds.zero_stage >= 1:
@@ -23,15 +27,13 @@ def build_deepspeed_config(trainer: TrainerSettings, total_steps: int) -> dict:
     if ds.zero_stage == 3:
         # Gather the full fp32 weights on save, so a checkpoint also yields a plain state dict.
         zero["stage3_gather_16bit_weights_on_model_save"] = True
-    total_steps = max(int(total_steps), 1)
-    warmup = max(min(trainer.warmup_steps, total_steps), 1)  # DeepSpeed requires a positive warm-up
     return {
         "train_micro_batch_size_per_gpu": trainer.batch_size,
         "gradient_accumulation_steps": ds.gradient_accumulation_steps,
         "gradient_clipping": ds.gradient_clipping,
         "zero_optimization": zero,
-        "bf16": {"enabled": ds.precision == "bf16"},
-        "fp16": {"enabled": ds.precision == "fp16"},
+        "bf16": {"enabled": precision == "bf16"},
+        "fp16": {"enabled": precision == "fp16"},
         "optimizer": {
             "type": "AdamW",
             "params": {
@@ -42,16 +44,6 @@ def build_deepspeed_config(trainer: TrainerSettings, total_steps: int) -> dict:
                 "torch_adam": not trainer.use_gpu,
             },
         },
-        "scheduler": {
-            "type": "WarmupDecayLR",
-            "params": {
-                "warmup_min_lr": 0.0,
-                "warmup_max_lr": trainer.learning_rate,
-                "warmup_num_steps": warmup,
-                "total_num_steps": total_steps,
-                "warmup_type": "linear",
-            },
-        },
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
@@ -60,3 +52,17 @@ def build_deepspeed_config(trainer: TrainerSettings, total_steps: int) -> dict:
 def comm_backend(trainer: TrainerSettings) -> str:
     """NCCL between GPU workers, gloo between CPU workers."""
     return "nccl" if trainer.use_gpu else "gloo"
+
+
+def warmup_then_linear_decay(total_steps: int, warmup_steps: int):
+    """The LambdaLR factor at step t: linear warm-up from 0 to 1 over `warmup_steps`, then linear decay to 0
+    at `total_steps`. Each parameter group's own peak rate is scaled by it, so their ratio holds."""
+    total = max(int(total_steps), 1)
+    warmup = max(min(int(warmup_steps), total), 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(total - warmup, 1))
+
+    return factor

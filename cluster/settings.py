@@ -35,8 +35,10 @@ class ClusterSection(_Section):
 class DeepSpeedSettings(_Section):
     zero_stage: Literal[0, 1, 2, 3] = 2
     """ZeRO stage: 0 plain data parallel, 1 shards optimizer state, 2 also gradients, 3 also parameters."""
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Training precision. bf16 needs AMX/AVX512-BF16 on CPU or Ampere+ GPUs; fp16 is GPU-only."""
+    precision: Literal["auto", "fp32", "bf16-mixed", "bf16", "fp16"] = "auto"
+    """Training precision. `auto`: bf16-mixed on a CPU with AMX/AVX512-BF16 (fp32 without), bf16 on a GPU
+    that has it. `bf16-mixed`: fp32 weights and optimizer, bf16 matmuls under torch.autocast (what serving
+    runs). `bf16`: DeepSpeed's bf16 mode (bf16 weights, fp32 master copy). fp16 is GPU-only."""
     offload_optimizer: Literal["none", "cpu"] = "none"
     """Keep optimizer state in host memory (ZeRO stage >= 1)."""
     offload_params: Literal["none", "cpu"] = "none"
@@ -67,9 +69,13 @@ class TrainerSettings(_Section):
     batch_size: int = Field(32, ge=1)
     """Micro-batch size per worker."""
     learning_rate: float = Field(5e-5, gt=0)
-    """Peak learning rate of AdamW."""
+    """Peak learning rate of AdamW for pretrained weights (MiniLM's text path and encoder, or the backbone
+    of the bundle a run starts from). With nothing pretrained, every parameter takes it."""
+    new_module_learning_rate: float | None = Field(1e-3, gt=0)
+    """Peak learning rate of newly initialised modules (tabular, image and series embedders, task and
+    pretraining heads) when the run starts from pretrained weights. Empty: they take learning_rate."""
     weight_decay: float = Field(0.01, ge=0)
-    """AdamW weight decay."""
+    """AdamW weight decay of weight matrices; biases, norms and embeddings never decay."""
     warmup_steps: int = Field(0, ge=0)
     """Linear warm-up steps before the linear decay."""
     max_steps: int | None = Field(None, ge=1)
@@ -116,6 +122,26 @@ class PretrainSection(TrainerSettings):
     """Data sets whose chart-image/tweet pairs feed image-text contrastive learning."""
     output_dir: Path = Path("artifacts/pretrain")
     """Where the final pretrained `save_pretrained` folder is written."""
+    trainable: Literal["all", "new_vocab"] = "all"
+    """What pretraining updates. `all`: every parameter. `new_vocab`: only the word-embedding rows of the tokens
+    `finmm prepare` appended to the base vocabulary (ids from its base_vocab_size up: the CJK characters) and the
+    MLM head; the encoder and every other row and embedder stay frozen, bit for bit (the Chinese warm start,
+    cluster/recipes/cjk_warmstart.yaml). Needs weight_decay 0, text_datasets, and no tabular or pair data sets."""
+
+    @model_validator(mode="after")
+    def _new_vocab_is_usable(self) -> PretrainSection:
+        if self.trainable != "new_vocab":
+            return self
+        if self.weight_decay != 0:
+            raise ValueError("pretrain.trainable new_vocab needs pretrain.weight_decay: 0 (AdamW's decay would move "
+                             "the frozen base-vocabulary rows, which share one tensor with the trained rows)")
+        if not self.text_datasets:
+            raise ValueError("pretrain.trainable new_vocab trains by masked language modelling: set "
+                             "pretrain.text_datasets")
+        if self.tabular_datasets or self.pair_datasets:
+            raise ValueError("pretrain.trainable new_vocab freezes the masked-feature and contrastive heads: set "
+                             "pretrain.tabular_datasets: [] and pretrain.pair_datasets: []")
+        return self
 
 
 class FinetuneSection(TrainerSettings):
@@ -129,6 +155,10 @@ class FinetuneSection(TrainerSettings):
     """Peak learning rate of AdamW for finetuning."""
     epochs: int = Field(3, ge=1)
     """Passes over the task's training data."""
+    input_modalities: list[Literal["text", "image", "tabular", "series"]] = Field(default_factory=list)
+    """Modalities the finetune feeds the model (training and validation). Empty: every modality the task's
+    data sets carry. `[tabular]` on credit_risk trains the tabular-only model that the text lift is measured
+    against."""
     loss_weights: dict[TaskName, float] = Field(default_factory=dict)
     """Weight of each task's loss in a multi-task finetune's summed loss (a step draws one micro-batch per
     task), e.g. `{sentiment: 1.0, customer_service: 0.5}`. A task left out weighs 1.0. With one task a

@@ -93,12 +93,14 @@ def pretrain_streams(pretrain, output_dir: Path) -> list[StreamSpec]:
     return streams
 
 
-def task_stream(task_name: str, head: str, datasets: tuple[str, ...], output_dir: Path) -> StreamSpec:
-    """Every model input the task's data sets carry, plus the label."""
+def task_stream(task_name: str, head: str, datasets: tuple[str, ...], output_dir: Path,
+                only: tuple[str, ...] | None = None) -> StreamSpec:
+    """Every model input the task's data sets carry (or only the modalities in `only`), plus the label."""
     columns: list[str] = []
     tabular_dataset = None
     for dataset in datasets:
         modalities = _modalities(read_manifest(output_dir, dataset))
+        modalities = [m for m in modalities if only is None or m in only]
         for modality, cols in (("text", TEXT), ("image", IMAGE), ("tabular", TABULAR), ("series", SERIES)):
             if modality in modalities:
                 columns += [c for c in cols if c not in columns]

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import torch
 
-from cluster.checkpoints import checkpoint_name, load_rank_checkpoint, save_rank_checkpoint
-from cluster.deepspeed_config import build_deepspeed_config, comm_backend
+from cluster.checkpoints import checkpoint_name, keep_best_model, load_rank_checkpoint, save_rank_checkpoint
+from cluster.deepspeed_config import build_deepspeed_config, comm_backend, warmup_then_linear_decay
 from cluster.loop_spec import LoopSpec
 from cluster.placement_groups import record_placement_group
 from cluster.stream_reader import StreamReader, iterate_once
 from cluster.streams import StreamSpec
 from cluster.tasks import TASKS
+from model.param_groups import param_groups, pretrained_names
+from model.precision import autocast, resolve_precision
 
 
 def _skip_shm_op_build() -> None:
@@ -44,17 +46,28 @@ def register_external_parameters(engine) -> None:
         register_external_parameter(root, root.mfm_heads.categorical.bias)
 
 
+def pretrained_source(spec: LoopSpec) -> str | None:
+    """Where the run's pretrained weights come from: a finmm bundle (finetune init_from), MiniLM, or nowhere."""
+    if spec.kind == "finetune" and spec.init_from:
+        return "bundle"
+    return "minilm" if spec.model_section.init_from_minilm else None
+
+
 def build_training_model(spec: LoopSpec):
     """Pretraining: FinMMForPretraining. Finetuning: FinMMForTask from `init_from` (a saved backbone or
     task folder) or from the preset."""
     from model import FinMMForTask, FinMMModel
     from model.bundle import load_model
     from model.factory import build_model
+    from model.vocab_warmstart import base_vocab_size, freeze_all_but_new_vocab
 
     section = spec.model_section
     schema = spec.batch_layout.tabular_schema()
     if spec.kind == "pretrain":
-        return build_model(section, spec.vocab_size, schema, kind="pretraining")
+        model = build_model(section, spec.vocab_size, schema, kind="pretraining")
+        if spec.trainable == "new_vocab":  # only the added (CJK) word rows and the MLM head train
+            freeze_all_but_new_vocab(model, base_vocab_size(spec.preprocessing_state))
+        return model
     if spec.init_from:
         start = load_model(spec.init_from)
         if start.config.text.vocab_size != spec.vocab_size:
@@ -154,6 +167,36 @@ def _validate(engine, spec: LoopSpec, layout, rank: int, world: int) -> dict:
     return results
 
 
+def selection_value(metrics: dict, spec: LoopSpec) -> float | None:
+    """The run's validation score that picks the exported epoch: the mean over its validation data sets of
+    each task's `selection_metric` (higher is better), or None when no validation ran."""
+    values = [metrics.get(f"val/{item['dataset']}/{item.get('selection_metric', 'accuracy')}")
+              for item in spec.validation]
+    values = [float(v) for v in values if isinstance(v, (int, float))]
+    return sum(values) / len(values) if values else None
+
+
+def _is_best(state: dict, metrics: dict, spec: LoopSpec, step: int, rank: int) -> bool:
+    """Rank 0 judges whether this epoch's validation beats the best so far; every rank learns the answer
+    (they must all take part in the checkpoint that keeps it)."""
+    import torch.distributed as dist
+
+    verdict = [None]
+    if rank == 0:
+        value = selection_value(metrics, spec)
+        best = state.get("best")
+        if value is not None and (best is None or value > best["value"]):
+            names = sorted({item.get("selection_metric", "accuracy") for item in spec.validation})
+            verdict = [{"step": step, "epoch": round(step / max(spec.steps_per_epoch, 1), 3),
+                        "metric": "mean validation " + "/".join(names), "value": value}]
+    if dist.is_initialized():
+        dist.broadcast_object_list(verdict, src=0)
+    if verdict[0] is None:
+        return False
+    state["best"] = verdict[0]
+    return True
+
+
 def train_loop_per_worker(config: dict) -> None:
     import deepspeed
     import ray.train
@@ -174,9 +217,18 @@ def train_loop_per_worker(config: dict) -> None:
     deepspeed.init_distributed(dist_backend=comm_backend(trainer))
     torch.manual_seed(trainer.seed)
     model = build_training_model(spec)
-    ds_config = build_deepspeed_config(trainer, spec.total_steps)
+    precision = resolve_precision(trainer.deepspeed.precision, trainer.use_gpu)
+    ds_config = build_deepspeed_config(trainer, spec.total_steps, precision)
+    groups = param_groups(model, trainer.learning_rate, trainer.new_module_learning_rate, trainer.weight_decay,
+                          pretrained_names(model, pretrained_source(spec)))
+    if rank == 0:
+        shown = ", ".join(f"{g['name']} {sum(p.numel() for p in g['params']):,} params lr {g['lr']:.2g} "
+                          f"wd {g['weight_decay']:g}" for g in groups)
+        print(f"[finmm] precision {precision}; parameter groups: {shown}", flush=True)
+    schedule = warmup_then_linear_decay(spec.total_steps, trainer.warmup_steps)
     engine, _, _, _ = deepspeed.initialize(
-        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config
+        model=model, model_parameters=groups, config=ds_config,
+        lr_scheduler=lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
     )
     if engine.zero_optimization_partition_weights():
         register_external_parameters(engine)
@@ -213,7 +265,8 @@ def train_loop_per_worker(config: dict) -> None:
                 batch = reader.next()
                 window["samples"] += _samples({k: v for k, v in batch.items() if k != "labels"})
                 window["tokens"] += _real_tokens(batch)
-                out = _forward(engine, spec, reader.spec, batch, generator)
+                with autocast(precision):
+                    out = _forward(engine, spec, reader.spec, batch, generator)
                 total = out["loss"] if total is None else total + out["loss"]
                 for name, value in out.items():
                     if name != "loss":  # each objective's mean over the streams and micro-batches that had it
@@ -239,8 +292,11 @@ def train_loop_per_worker(config: dict) -> None:
                 "epoch": round(step / max(spec.steps_per_epoch, 1), 3),
             })
             window = {"samples": 0, "tokens": 0, "t0": time.perf_counter(), "losses": {}, "counts": {}}
+        improved = False
         if end_of_epoch and spec.validation:
-            metrics.update(_validate(engine, spec, layout, rank, world))
+            with autocast(precision):
+                metrics.update(_validate(engine, spec, layout, rank, world))
+            improved = _is_best(state, metrics, spec, step, rank)
         if rank == 0 and len(metrics) > 1:
             with log_path.open("a") as fh:
                 fh.write(json.dumps(metrics) + "\n")
@@ -250,9 +306,11 @@ def train_loop_per_worker(config: dict) -> None:
             print(f"[finmm] step {step}/{spec.total_steps} | {shown}", flush=True)
         state["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))} or state["metrics"]
 
-        if step % trainer.checkpoint_every == 0 or step == last_step:
+        if step % trainer.checkpoint_every == 0 or step == last_step or improved:
             with tempfile.TemporaryDirectory(prefix="finmm-ckpt-") as tmp:
                 save_rank_checkpoint(engine, Path(tmp), _export(spec), dict(state))
+                if improved and rank == 0:
+                    keep_best_model(Path(tmp), run_dir, state["best"])
                 ray.train.report(
                     {**state["metrics"], "step": step},
                     checkpoint=Checkpoint.from_directory(tmp),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from actors.collate import BatchLayout
 from actors.manifest import TOKENIZER
 from actors.settings import DATASET_NAMES
 from actors.tabular import TabularState
-from cluster.checkpoints import MODEL_DIR, copy_model_folder, latest_checkpoint
+from cluster.checkpoints import BEST_MODEL_DIR, MODEL_DIR, SELECTION_FILE, copy_model_folder, latest_checkpoint
 from cluster.deepspeed_config import comm_backend
 from cluster.loop_spec import LoopSpec
 from cluster.settings import TrainerSettings
@@ -32,20 +33,36 @@ class TrainingOutcome:
     wall_s: float
 
 
-def batch_layout(settings) -> BatchLayout:
-    """Union tabular layout over every prepared data set with tabular features, in a fixed order."""
+def batch_layout(settings, datasets: list[str] | tuple[str, ...] | None = None) -> BatchLayout:
+    """The batch layout of a run over `datasets`: the tabular feature space holds exactly those data sets'
+    fitted features, in the given order, never whatever else happens to be prepared on disk (preparing German
+    Credit must not change the shape of a Lending Club model). `datasets=None` takes every prepared data set
+    (the serving tests' multi-task bundles)."""
     data = settings.data
     layout = BatchLayout(image_size=data.image.image_size, series_days=data.series.window_days)
-    for name in DATASET_NAMES:
+    names = DATASET_NAMES if datasets is None else datasets
+    for name in dict.fromkeys(names):
         path = Path(data.output_dir) / name
         if not (path / "manifest.json").exists():
-            continue
+            if datasets is None:
+                continue
+            read_manifest(data.output_dir, name)  # raises: the run names a data set that is not prepared
         manifest = read_manifest(data.output_dir, name)
         tabular = manifest.get("state", {}).get("tabular")
         if tabular:
-            fields = {k: v for k, v in tabular.items() if k != "cardinalities"}
-            layout.add_tabular(name, TabularState(**fields))
+            layout.add_tabular(name, TabularState.from_dict(tabular))
     return layout
+
+
+def _layout_of_bundle(folder: Path) -> BatchLayout | None:
+    """The batch layout a saved bundle was trained with (its preprocessing state), if it records one."""
+    from model.bundle import PREPROCESSING_FILE
+
+    path = Path(folder) / PREPROCESSING_FILE
+    if not path.exists():
+        return None
+    layout = json.loads(path.read_text()).get("layout")
+    return BatchLayout.from_dict(layout) if layout else None
 
 
 def preprocessing_state(settings, layout: BatchLayout) -> dict:
@@ -123,6 +140,18 @@ def _finish(run_dir: Path, started: float, export_to: Path) -> TrainingOutcome:
         raise RuntimeError(f"training ended without a checkpoint in {run_dir}")
     state = json.loads((checkpoint / "train_state.json").read_text())
     model_dir = copy_model_folder(checkpoint, export_to)
+    best = Path(run_dir) / BEST_MODEL_DIR
+    if (best / SELECTION_FILE).exists():  # finetuning: the best validation epoch, not the last step
+        tmp = export_to.with_name(export_to.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(best, tmp)
+        shutil.rmtree(export_to, ignore_errors=True)
+        tmp.rename(export_to)
+        selection = json.loads((best / SELECTION_FILE).read_text())
+        print(f"[finmm] exported epoch {selection['epoch']:g} (step {selection['step']}): best "
+              f"{selection['metric']} {selection['value']:.4f}", flush=True)
+    else:
+        (model_dir / SELECTION_FILE).write_text(json.dumps({"selected_by": "last step", "step": state["step"]}))
     return TrainingOutcome(run_dir, checkpoint, model_dir, state.get("metrics", {}), time.perf_counter() - started)
 
 
@@ -131,8 +160,8 @@ def pretrain(settings, resume: Path | None = None, name: str | None = None) -> T
     started = time.perf_counter()
     trainer, data = settings.pretrain, settings.data
     output_dir = Path(data.output_dir).resolve()
-    layout = batch_layout(settings)
     streams = pretrain_streams(trainer, output_dir)
+    layout = batch_layout(settings, [s.tabular_dataset for s in streams if s.tabular_dataset])
     datasets: dict = {}
     for stream in streams:
         datasets.update(build_rank_datasets(stream, output_dir, "train", trainer.num_workers, trainer.batch_size,
@@ -148,7 +177,7 @@ def pretrain(settings, resume: Path | None = None, name: str | None = None) -> T
         model=settings.model.model_dump(mode="json"), vocab_size=_vocab_size(output_dir / TOKENIZER),
         layout=layout.to_dict(), streams=[s.to_dict() for s in streams], total_steps=total,
         steps_per_epoch=steps_per_epoch, tokenizer_path=str(output_dir / TOKENIZER),
-        preprocessing_state=preprocessing_state(settings, layout),
+        preprocessing_state=preprocessing_state(settings, layout), trainable=trainer.trainable,
     )
     _fit(spec, trainer, datasets, name, storage, trainer.keep_checkpoints)
     return _finish(storage / name, started, Path(trainer.output_dir) / "latest")
@@ -164,8 +193,8 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
     started = time.perf_counter()
     trainer, data = settings.finetune, settings.data
     output_dir = Path(data.output_dir).resolve()
-    layout = batch_layout(settings)
     specs = [task_spec(t) for t in tasks]
+    modalities = tuple(trainer.input_modalities) if trainer.input_modalities else None
     streams, datasets, validation, heads = [], {}, [], {}
     for task in specs:
         prepared = tuple(d for d in task.datasets if (output_dir / d / "manifest.json").exists())
@@ -174,7 +203,7 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
                 f"task {task.name} trains on {', '.join(task.datasets)}, none of which is prepared under "
                 f"{output_dir}; run `finmm prepare --datasets {','.join(task.datasets)}` first"
             )
-        stream = task_stream(task.name, task.head, prepared, output_dir)
+        stream = task_stream(task.name, task.head, prepared, output_dir, modalities)
         stream.loss_weight = trainer.loss_weights.get(task.name, 1.0)
         datasets.update(build_rank_datasets(stream, output_dir, "train", trainer.num_workers, trainer.batch_size,
                                             trainer.seed))
@@ -183,16 +212,27 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
         for dataset in prepared:
             if not (output_dir / dataset / "validation").is_dir():
                 continue
-            val = task_stream(task.name, task.head, (dataset,), output_dir)
+            val = task_stream(task.name, task.head, (dataset,), output_dir, modalities)
             val.name = f"val-{dataset}"
             datasets.update(build_rank_datasets(val, output_dir, "validation", trainer.num_workers,
                                                 trainer.batch_size, trainer.seed))
             validation.append({"task": task.name, "dataset": dataset, "head": task.head, "key_prefix": val.name,
-                               "tabular_dataset": val.tabular_dataset})
+                               "tabular_dataset": val.tabular_dataset, "selection_metric": task.selection_metric})
     steps_per_epoch = max(math.ceil(max(s.micro_batches_per_epoch for s in streams)
                                     / trainer.deepspeed.gradient_accumulation_steps), 1)
     total = trainer.max_steps or trainer.epochs * steps_per_epoch
     init_from = trainer.init_from or latest_pretrained(settings)
+    tabular = [s.tabular_dataset for s in streams if s.tabular_dataset]
+    layout = _layout_of_bundle(init_from) if init_from else None
+    if layout is None:
+        layout = batch_layout(settings, tabular)
+    missing = [d for d in tabular if d not in [b.dataset for b in layout.tabular]]
+    if missing:
+        raise ValueError(
+            f"{init_from} was trained with the tabular features of {[b.dataset for b in layout.tabular] or 'none'}, "
+            f"not {missing}; finetune from a model pretrained on them (pretrain.tabular_datasets) or set "
+            "finetune.init_from to another bundle"
+        )
     _, resume_name, resume_storage = _resolve_resume(resume)  # raises if the run has no checkpoint
     storage = resume_storage or Path(settings.cluster.storage_path).resolve()
     name = resume_name or name or _run_name("finetune", "+".join(tasks))

@@ -50,6 +50,14 @@ class ImageConfig:
         return (self.image_size // self.patch_size) ** 2
 
 
+CATEGORY_UNSEEN_ID = 0
+"""Categorical id of a value not in the train vocabulary."""
+CATEGORY_MISSING_ID = 1
+"""Categorical id of a missing value (kept apart from unseen, as the baselines keep "missing" a category)."""
+CATEGORY_FIRST_VALUE_ID = 2
+"""Categorical id of a feature's most frequent train value; the others follow by descending count."""
+
+
 @dataclass
 class TabularConfig:
     numeric_features: list[str] = field(default_factory=list)
@@ -57,7 +65,14 @@ class TabularConfig:
     categorical_features: list[str] = field(default_factory=list)
     """Names of the categorical features, in column order of `tabular.categorical`."""
     categorical_cardinalities: list[int] = field(default_factory=list)
-    """Vocabulary size of each categorical feature, counting the unknown bucket 0."""
+    """Vocabulary size of each categorical feature, counting the unseen id 0 and the missing id 1."""
+    numeric_bins: list[list[float]] = field(default_factory=list)
+    """Per numeric feature, the piecewise-linear bin edges fitted on train (standardised units). Empty: a plain
+    linear embedding of the value."""
+    numeric_reference: list[float] = field(default_factory=list)
+    """Per numeric feature, the reference applicant's value (train median) that attributions start from."""
+    categorical_reference: list[int] = field(default_factory=list)
+    """Per categorical feature, the reference applicant's id (train mode)."""
 
     @property
     def feature_names(self) -> list[str]:

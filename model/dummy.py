@@ -51,6 +51,7 @@ def dummy_batch(
             "numeric": num.masked_fill(missing, 0.0),
             "numeric_missing": missing,
             "categorical": cat,
+            "feature_mask": torch.ones(B, tab.num_features, dtype=torch.bool),
             "present": present.clone(),
         }
     if "series" in modalities:
@@ -73,6 +74,9 @@ def tiny_config(**overrides) -> FinMMConfig:
             "numeric_features": ["income", "debt_ratio", "age"],
             "categorical_features": ["sector", "region"],
             "categorical_cardinalities": [5, 3],
+            "numeric_bins": [[-3.0, -1.0, 0.0, 1.0, 3.0]] * 3,
+            "numeric_reference": [0.0, -0.5, 0.25],
+            "categorical_reference": [2, 2],
         },
         series={"max_len": 32},
     )

@@ -7,9 +7,12 @@ Masks are bool, True = a real token that others may attend to.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from rtdl_num_embeddings import LinearEmbeddings, PiecewiseLinearEmbeddings
 
 from .config import FinMMConfig
 
@@ -55,18 +58,29 @@ class ImageEmbedder(nn.Module):
 
 
 class TabularEmbedder(nn.Module):
-    """One token per feature. Numeric i: value*w_i + b_i (+ missing_i if missing); categorical j: its own
-    table (one shared nn.Embedding with per-feature offsets); every token also gets a feature embedding."""
+    """One token per feature of the union feature space; a row attends only to its own data set's features
+    (`feature_mask`). Numeric i: piecewise-linear embedding over its fitted quantile bins (rtdl, version B:
+    linear term + PLE; Gorishniy et al. 2022), or a linear embedding when no bins are configured; a missing
+    value is replaced by that feature's learned "missing" token. Categorical j: its own table (one shared
+    nn.Embedding with per-feature offsets), where id 0 = unseen and id 1 = missing. Every token also gets its
+    feature embedding."""
 
     def __init__(self, config: FinMMConfig):
         super().__init__()
         tab, d = config.tabular, config.encoder.hidden_size
         if len(tab.categorical_cardinalities) != len(tab.categorical_features):
             raise ValueError("tabular.categorical_cardinalities must have one entry per categorical feature")
+        if tab.numeric_bins and len(tab.numeric_bins) != len(tab.numeric_features):
+            raise ValueError("tabular.numeric_bins must have one list of edges per numeric feature (or be empty)")
         self.num_numeric, self.num_categorical = len(tab.numeric_features), len(tab.categorical_features)
         n = max(self.num_numeric, 1)
-        self.numeric_weight = nn.Parameter(torch.zeros(n, d))
-        self.numeric_bias = nn.Parameter(torch.zeros(n, d))
+        if tab.numeric_bins:
+            with torch.device("cpu"), warnings.catch_warnings():  # not on transformers' meta device: rtdl
+                warnings.filterwarnings("ignore", message=".*just two bin edges.*")  # computes buffers from the bins
+                bins = [torch.tensor(b, dtype=torch.float32) for b in tab.numeric_bins]
+                self.numeric = PiecewiseLinearEmbeddings(bins, d, activation=False, version="B")
+        else:
+            self.numeric = LinearEmbeddings(n, d)
         self.missing_embeddings = nn.Parameter(torch.zeros(n, d))
         offsets = [0]
         for c in tab.categorical_cardinalities:
@@ -76,28 +90,34 @@ class TabularEmbedder(nn.Module):
         self.feature_embeddings = nn.Parameter(torch.zeros(max(tab.num_features, 1), d))
         self.mask_embedding = nn.Parameter(torch.zeros(d))  # replaces a feature's value under MFM
 
+    def embed_values(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The value part of each feature token, (B, F, D), before feature embeddings and masking."""
+        parts = []
+        if self.num_numeric:
+            v = inputs["numeric"].float()  # (B, F_num) standardised
+            miss = inputs["numeric_missing"].bool()  # (B, F_num)
+            x_num = self.numeric(torch.where(miss, torch.zeros_like(v), v))  # (B, F_num, D)
+            x_num = torch.where(miss[..., None], self.missing_embeddings.to(x_num.dtype), x_num)  # (B, F_num, D)
+            parts.append(x_num)
+        if self.num_categorical:
+            cat = inputs["categorical"] + self.category_offsets  # (B, F_cat)
+            parts.append(self.category_embeddings(cat))  # (B, F_cat, D)
+        dtype = parts[-1].dtype
+        return torch.cat([p.to(dtype) for p in parts], dim=1)  # (B, F, D)
+
     def forward(
         self, inputs: dict[str, torch.Tensor], mfm_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """mfm_mask: optional (B, F) bool; True features have their value replaced by the mask embedding."""
         if not (self.num_numeric or self.num_categorical):
             raise ValueError("batch has a tabular entry but config.tabular declares no features")
-        parts = []
-        if self.num_numeric:
-            v = inputs["numeric"]  # (B, F_num)
-            miss = inputs["numeric_missing"].to(v.dtype)  # (B, F_num)
-            v = v * (1 - miss)  # missing positions hold 0 already; be safe
-            x_num = v[..., None] * self.numeric_weight + self.numeric_bias  # (B, F_num, D)
-            x_num = x_num + miss[..., None] * self.missing_embeddings  # (B, F_num, D)
-            parts.append(x_num)
-        if self.num_categorical:
-            cat = inputs["categorical"] + self.category_offsets  # (B, F_cat)
-            parts.append(self.category_embeddings(cat))  # (B, F_cat, D)
-        x = torch.cat(parts, dim=1)  # (B, F, D)
+        x = self.embed_values(inputs)  # (B, F, D)
         if mfm_mask is not None:
             x = torch.where(mfm_mask[..., None], self.mask_embedding.to(x.dtype), x)  # (B, F, D)
-        x = x + self.feature_embeddings[: x.shape[1]]  # (B, F, D)
+        x = x + self.feature_embeddings[: x.shape[1]].to(x.dtype)  # (B, F, D)
         mask = inputs["present"].bool()[:, None].expand(-1, x.shape[1])  # (B, F)
+        if "feature_mask" in inputs:
+            mask = mask & inputs["feature_mask"].bool()  # (B, F): only the row's own features are attended
         return x, mask
 
 

@@ -1,10 +1,18 @@
 """Attributions for a task head: integrated gradients (default) or gradient x input over the embedded tokens.
 
 The attributed inputs are the embedder outputs x_m (B, T_m, D) of every modality (before the modality-type
-embedding and embedding LayerNorm); the default baseline is x_m = 0. The explained score f is the head's
-probability: P(default) for credit_risk, else the probability of `target` (default: the predicted class).
+embedding and embedding LayerNorm). The explained score f is the head's logit: the default logit for
+credit_risk, else the logit of `target` (default: the predicted class).
+
+The baseline x' of the tabular tokens is the *reference applicant*: each of the row's own numeric features at
+its train median, each categorical at its train mode (`tabular.numeric_reference` / `categorical_reference`,
+fitted with the bins). Both x and x' then carry the same feature embeddings and biases, so an attribution
+says how far this applicant's value moved the logit away from a typical applicant's, and the reference
+applicant itself gets attributions of exactly zero. (A config without reference values falls back to each
+feature's "missing" token.) Other modalities start from x' = 0.
 IG: attr = (x - x') * mean_alpha grad f(x' + alpha (x - x')) (trapezoid rule over `steps`), so that
-sum(attr) ~= f(x) - f(x') (completeness). Token attributions are summed over D, then grouped per tabular
+sum(attr) ~= f(x) - f(x') (completeness; within 2% at 64 steps in the tests).
+Token attributions are summed over D, then grouped per tabular
 feature, per word (WordPiece '##' pieces merged), per image patch and per day.
 """
 
@@ -14,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .config import CATEGORY_MISSING_ID
 from .modeling import Embedded
 from .task import FinMMForTask
 
@@ -27,11 +36,13 @@ class Explanation:
     target: torch.Tensor
     """(B,) explained class per sample (1 = default for credit_risk)."""
     score: torch.Tensor
-    """(B,) f(x): the explained probability."""
+    """(B,) f(x): the explained logit."""
     baseline_score: torch.Tensor
-    """(B,) f(baseline)."""
+    """(B,) f(baseline): the logit of the reference input."""
     tokens: dict[str, torch.Tensor]
     """modality -> (B, T_m) attribution per embedded token (text aligned with input_ids, [CLS] at 0)."""
+    probability: torch.Tensor | None = None
+    """(B,) the explained probability (P(default) for credit_risk, else P(target))."""
     feature_names: list[str] = field(default_factory=list)
     tabular: torch.Tensor | None = None
     """(B, F) per tabular feature, in feature_names order (numeric then categorical)."""
@@ -50,12 +61,39 @@ class Explanation:
 def _score(
     model: FinMMForTask, head: str, embedded: Embedded, target: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    probs = model.heads[head](model.finmm.fuse(embedded).pooled)["probs"]  # (B,) or (B, K)
-    if probs.dim() == 1:
-        return probs, torch.ones_like(probs, dtype=torch.long)
+    logits = model.heads[head](model.finmm.fuse(embedded).pooled)["logits"].float()  # (B,) or (B, K)
+    if logits.dim() == 1:
+        return logits, torch.ones_like(logits, dtype=torch.long)
     if target is None:
-        target = probs.argmax(-1)
-    return probs.gather(1, target[:, None]).squeeze(1), target  # (B,)
+        target = logits.argmax(-1)
+    return logits.gather(1, target[:, None]).squeeze(1), target  # (B,)
+
+
+def _probability(model: FinMMForTask, head: str, embedded: Embedded, target: torch.Tensor) -> torch.Tensor:
+    probs = model.heads[head](model.finmm.fuse(embedded).pooled)["probs"].float()  # (B,) or (B, K)
+    return probs if probs.dim() == 1 else probs.gather(1, target[:, None]).squeeze(1)  # (B,)
+
+
+def reference_tabular(tabular: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
+    """The reference applicant in the batch's tabular form: numeric features at their train medians (present),
+    categoricals at their train modes; `feature_mask` and `present` unchanged. Without reference values in
+    the config, every feature is missing instead."""
+    tab, ref = config.tabular, dict(tabular)
+    if "numeric" in tabular:
+        B, Fn = tabular["numeric"].shape  # (B, F_num)
+        if len(tab.numeric_reference) == Fn:
+            ref["numeric"] = torch.tensor(tab.numeric_reference, dtype=tabular["numeric"].dtype).expand(B, Fn)
+            ref["numeric_missing"] = torch.zeros_like(tabular["numeric_missing"])  # (B, F_num)
+        else:
+            ref["numeric"] = torch.zeros_like(tabular["numeric"])
+            ref["numeric_missing"] = torch.ones_like(tabular["numeric_missing"])
+    if "categorical" in tabular:
+        B, Fc = tabular["categorical"].shape  # (B, F_cat)
+        if len(tab.categorical_reference) == Fc:
+            ref["categorical"] = torch.tensor(tab.categorical_reference, dtype=torch.long).expand(B, Fc)
+        else:
+            ref["categorical"] = torch.full_like(tabular["categorical"], CATEGORY_MISSING_ID)
+    return ref
 
 
 def _token_attributions(model, head, embedded, baselines, method, steps, target):
@@ -125,11 +163,17 @@ def explain(
     was_training = model.training
     model.eval()
     try:
+        baselines = dict(baselines or {})
         with torch.no_grad():
             embedded = model.finmm.embed(batch)
+            if "tabular" in embedded and "tabular" not in baselines:
+                reference = reference_tabular(batch["tabular"], model.config)
+                baselines["tabular"] = model.finmm.embedders["tabular"](reference)[0]  # (B, F, D)
         attr, score, base_score, target = _token_attributions(
-            model, head, embedded, baselines or {}, method, steps, target
+            model, head, embedded, baselines, method, steps, target
         )
+        with torch.no_grad():
+            probability = _probability(model, head, embedded, target)
     finally:
         model.train(was_training)
     cfg = model.config
@@ -139,6 +183,7 @@ def explain(
         target=target,
         score=score,
         baseline_score=base_score,
+        probability=probability,
         tokens=attr,
         feature_names=cfg.tabular.feature_names,
     )
@@ -168,10 +213,10 @@ def explain(
 def reason_codes(
     explanation: Explanation, k: int = 4, dataset: str | None = None
 ) -> list[list[dict[str, float | str]]]:
-    """Per sample, the top-k tabular features with positive attribution (those that raised the explained
-    probability, e.g. P(default)), largest first: [{"feature": name, "attribution": value}, ...]. With
-    `dataset`, only that data set's own features (`<dataset>.` names) count: the union feature space also holds
-    other data sets' features, which such a row carries as "missing" tokens and which are never its reasons."""
+    """Per sample, the top-k tabular features with positive attribution (those that raised the explained logit,
+    e.g. of default, above the reference applicant's), largest first: [{"feature": name, "attribution": value},
+    ...] in logit units. With `dataset`, only that data set's own features (`<dataset>.` names) count: a
+    bundle's feature space may hold other data sets' features, which such a row never attends to."""
     if explanation.tabular is None:
         raise ValueError("reason codes need tabular attributions (the batch had no tabular modality)")
     names = explanation.feature_names

@@ -62,13 +62,11 @@ class FinMMPreTrainedModel(PreTrainedModel):
             init.normal_(module.mask_embedding, std=std)
         elif isinstance(module, TabularEmbedder):
             for p in (
-                module.numeric_weight,
                 module.missing_embeddings,
                 module.feature_embeddings,
                 module.mask_embedding,
             ):
                 init.normal_(p, std=std)
-            init.zeros_(module.numeric_bias)
 
 
 class FinMMModel(FinMMPreTrainedModel):

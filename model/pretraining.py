@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from transformers import initialization as init
 
-from .config import FinMMConfig
+from .config import CATEGORY_MISSING_ID, FinMMConfig
 from .embedders import patch_series
 from .modeling import FinMMModel, FinMMPreTrainedModel
 from .objectives.contrastive import ContrastiveHead, _distributed, contrastive_loss
@@ -56,7 +56,10 @@ class FinMMForPretraining(FinMMPreTrainedModel):
             tab = batch["tabular"]
             B, Fn = tab["present"].shape[0], len(cfg.tabular.numeric_features)
             eligible = tab["present"].bool()[:, None].expand(B, cfg.tabular.num_features).clone()  # (B, F)
+            if "feature_mask" in tab:
+                eligible &= tab["feature_mask"].bool()  # only the row's own data set's features
             eligible[:, :Fn] &= ~tab["numeric_missing"].bool()  # never ask for a missing value
+            eligible[:, Fn:] &= tab["categorical"] != CATEGORY_MISSING_ID  # (B, F_cat)
             chosen = mask_positions(eligible, obj.mfm_probability, g)  # (B, F)
             kwargs["tabular"] = {"mfm_mask": chosen}
             targets["tabular"] = chosen

@@ -19,7 +19,13 @@ class TabularSchema(BaseModel):
     categorical_features: list[str] = Field(default_factory=list)
     """Names of the categorical features, in column order."""
     categorical_cardinalities: list[int] = Field(default_factory=list)
-    """Vocabulary size of each categorical feature, counting the unknown bucket 0."""
+    """Vocabulary size of each categorical feature, counting the unseen id 0 and the missing id 1."""
+    numeric_bins: list[list[float]] = Field(default_factory=list)
+    """Per numeric feature, its piecewise-linear bin edges fitted on train (empty: a linear embedding)."""
+    numeric_reference: list[float] = Field(default_factory=list)
+    """Per numeric feature, the reference applicant's value (train median, standardised)."""
+    categorical_reference: list[int] = Field(default_factory=list)
+    """Per categorical feature, the reference applicant's id (train mode)."""
 
 
 class ModelSection(BaseModel):

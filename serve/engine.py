@@ -17,6 +17,7 @@ import torch
 from actors.collate import BatchLayout, collate
 from model.bundle import WEIGHTS_FILE, load_bundle
 from model.explain import explain
+from model.precision import cpu_supports_bf16
 from serve.preprocess import Preprocessor, Row
 
 EVAL_FILE = "eval_results.json"
@@ -25,13 +26,7 @@ MODALITIES = ("text", "image", "tabular", "series")
 
 def bf16_supported() -> bool:
     """True when the CPU has native bfloat16 matmuls (AMX or AVX512-BF16) that oneDNN can use."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags for f in ("amx_bf16", "avx512_bf16"))
+    return cpu_supports_bf16()
 
 
 def sha256_file(path: Path) -> str:

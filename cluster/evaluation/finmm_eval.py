@@ -106,7 +106,7 @@ def reason_code_examples(model, table: pa.Table, layout: BatchLayout, dataset: s
     exp = explain(model, batch, "credit_risk", steps=steps)
     codes = reason_codes(exp, k=k, dataset=dataset)
     return [{"id": i, "p_default": float(s), "reason_codes": c}
-            for i, s, c in zip(ids, exp.score.tolist(), codes, strict=True)]
+            for i, s, c in zip(ids, exp.probability.tolist(), codes, strict=True)]
 
 
 def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, data_root: str | Path | None = None,

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from cluster.deepspeed_config import build_deepspeed_config, comm_backend
+from cluster.deepspeed_config import build_deepspeed_config, comm_backend, warmup_then_linear_decay
 from cluster.settings import DeepSpeedSettings, TrainerSettings
 
 
@@ -46,10 +46,17 @@ def test_offload_and_accumulation_and_clipping():
     assert config["gradient_clipping"] == 0.5
 
 
-def test_scheduler_warmup_is_capped_by_total_steps():
-    params = build_deepspeed_config(trainer(), total_steps=3)["scheduler"]["params"]
-    assert params["warmup_num_steps"] == 3 and params["total_num_steps"] == 3
-    assert params["warmup_max_lr"] == 1e-4
+def test_schedule_warms_up_then_decays_to_zero_and_is_capped_by_total_steps():
+    factor = warmup_then_linear_decay(total_steps=10, warmup_steps=4)
+    assert [round(factor(t), 3) for t in (0, 3, 4, 7, 10)] == [0.25, 1.0, 1.0, 0.5, 0.0]
+    short = warmup_then_linear_decay(total_steps=3, warmup_steps=50)
+    assert short(2) == 1.0 and short(3) == 0.0
+    assert "scheduler" not in build_deepspeed_config(trainer(), total_steps=3)  # the client scheduler keeps groups
+
+
+def test_bf16_mixed_keeps_deepspeed_in_fp32():
+    config = build_deepspeed_config(trainer(precision="bf16-mixed"), 10)
+    assert config["bf16"]["enabled"] is False and config["fp16"]["enabled"] is False
 
 
 def test_invalid_combinations_fail_at_config_time():

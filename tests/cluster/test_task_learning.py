@@ -36,11 +36,15 @@ def _train_slice_predictions(model_dir, task: str, output_dir):
     return labels, np.asarray(probs)
 
 
-@pytest.mark.parametrize("task", list(TASKS))
-def test_smoke_finetune_learns_its_slice_above_chance(tiny_settings, prepared_for_training, task):
+@pytest.mark.parametrize(("task", "precision"), [*((t, "auto") for t in TASKS), ("credit_risk", "fp32"),
+                                                ("sentiment", "fp32"), ("sentiment", "bf16-mixed")])
+def test_smoke_finetune_learns_its_slice_above_chance(tiny_settings, prepared_for_training, task, precision):
+    """`auto` is bf16-mixed on a CPU with AMX/AVX512-BF16 (this machine's), fp32 elsewhere; fp32 and
+    bf16-mixed are also run by name, so both precisions are shown to learn."""
     settings = tiny_settings(f"finetune.max_steps={STEPS}", f"finetune.learning_rate={LEARNING_RATE}",
-                             f"finetune.checkpoint_every={STEPS}", "finetune.deepspeed.zero_stage=2")
-    outcome = finetune(settings, [task], name=f"learn-{task}")
+                             f"finetune.checkpoint_every={STEPS}", "finetune.deepspeed.zero_stage=2",
+                             f"finetune.deepspeed.precision={precision}")
+    outcome = finetune(settings, [task], name=f"learn-{task}-{precision}")
     labels, probs = _train_slice_predictions(outcome.model_dir, task, prepared_for_training)
     assert len(labels) == 32 and np.isfinite(probs).all()
 

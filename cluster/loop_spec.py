@@ -29,6 +29,8 @@ class LoopSpec:
     validation: list[dict] = field(default_factory=list)
     """Finetuning: [{"task", "dataset", "head", "key_prefix"}] scored after each epoch."""
     pretrain_export: str = "backbone"
+    trainable: str = "all"
+    """Pretraining: `pretrain.trainable` ("all" or "new_vocab")."""
 
     def to_dict(self) -> dict:
         return asdict(self)

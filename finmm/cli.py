@@ -91,11 +91,13 @@ RESUME_OPTION = typer.Option(None, "--resume", help="A run folder to continue fr
 @app.command()
 def pretrain(
     overrides: list[str] | None = OVERRIDES,
+    recipe: Path | None = typer.Option(None, "--recipe", help="A recipe file (e.g. cluster/recipes/cjk_warmstart"
+                                       ".yaml) applied before the command-line overrides."),
     resume: Path | None = RESUME_OPTION,
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Pretrain the model (MLM + image-text contrastive + masked features) with Ray Train + DeepSpeed."""
-    settings = settings_or_exit(config, overrides)
+    settings = settings_or_exit(config, with_recipe(recipe, overrides))
     from cluster.trainer import pretrain as run_pretrain
     from finmm.ray_runtime import ensure_ray
 

@@ -1,4 +1,5 @@
-"""Per-task finetune recipes: partial ray_config.yaml files holding only `finetune:` and `model:` keys.
+"""Per-task finetune recipes: partial ray_config.yaml files holding only `finetune:` and `model:` keys
+(pretraining recipes such as `cjk_warmstart.yaml`, for `finmm pretrain --recipe`, may also hold `pretrain:`).
 
 A recipe is applied on top of the main config, as dotted overrides (`load_recipe`) or merged into a full
 config file (`merge_recipe`) that `finmm finetune --config` takes as it is:
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-RECIPE_SECTIONS = ("finetune", "model")
+RECIPE_SECTIONS = ("pretrain", "finetune", "model")
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 

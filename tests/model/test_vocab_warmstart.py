@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from model.dummy import tiny_config
+from model.param_groups import param_groups, pretrained_names
 from model.pretraining import FinMMForPretraining
 from model.vocab_warmstart import base_vocab_size, freeze_all_but_new_vocab, trainable_parameter_names
 
@@ -30,8 +31,12 @@ def test_only_new_rows_and_the_mlm_head_move(model, gen):
         n for n, _ in model.named_parameters() if n.startswith("mlm_head.")
     }
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    # weight_decay 0 is what PretrainSection enforces for new_vocab: decoupled decay would shrink every row
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    # the training loop's groups; weight decay is asked for, but the embedding table's group never decays
+    # (and PretrainSection refuses new_vocab with weight_decay > 0 in any case)
+    groups = param_groups(model, 1e-2, 1e-2, 0.01, pretrained_names(model, "minilm"))
+    assert next(g for g in groups if any(p is table for p in g["params"]))["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in groups) == len(trainable_parameter_names(model))
+    optimizer = torch.optim.AdamW([{k: v for k, v in g.items() if k != "name"} for g in groups])
     model.train()
     for step in range(4):
         loss = model(text_batch(gen), generator=torch.Generator().manual_seed(step))["loss"]

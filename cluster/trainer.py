@@ -241,7 +241,7 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
         model=settings.model.model_dump(mode="json"), vocab_size=_vocab_size(output_dir / TOKENIZER),
         layout=layout.to_dict(), streams=[s.to_dict() for s in streams], total_steps=total,
         steps_per_epoch=steps_per_epoch, tokenizer_path=str(output_dir / TOKENIZER),
-        preprocessing_state=preprocessing_state(settings, layout),
+        preprocessing_state={**preprocessing_state(settings, layout), "input_modalities": list(modalities or [])},
         init_from=str(Path(init_from).resolve()) if init_from else None, heads=heads, validation=validation,
     )
     _fit(spec, trainer, datasets, name, storage, trainer.keep_checkpoints)

@@ -82,7 +82,7 @@ def merge_batches(batches: list[dict]) -> dict:
 class Engine:
     """A loaded bundle: model in eval mode, its preprocessing, and batched inference + attributions."""
 
-    def __init__(self, model_dir: str | Path, bf16: bool = True, explain_method: str = "grad_x_input",
+    def __init__(self, model_dir: str | Path, bf16: bool = True, explain_method: str = "integrated_gradients",
                  explain_steps: int = 8):
         self.model_dir = Path(model_dir)
         bundle = load_bundle(self.model_dir)

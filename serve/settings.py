@@ -79,11 +79,12 @@ class ServeSection(_Section):
     """Most texts in one sentiment request or news list of a stock-movement request."""
     max_bars: int = Field(512, ge=2)
     """Most OHLCV bars in one stock-movement request (at least data.series.window_days+1 are required)."""
-    explain_method: Literal["integrated_gradients", "grad_x_input"] = "grad_x_input"
-    """Attribution method for reason codes, words and modality contributions. grad_x_input costs one
-    backward pass; integrated_gradients costs explain_steps+1 and satisfies completeness."""
+    explain_method: Literal["integrated_gradients", "grad_x_input"] = "integrated_gradients"
+    """Attribution method for reason codes, words and modality contributions, against the reference applicant
+    (model.explain). integrated_gradients (the default, as `finmm evaluate`'s reports compute reason codes)
+    costs explain_steps+1 forward/backward passes and satisfies completeness; grad_x_input costs one."""
     explain_steps: int = Field(8, ge=1, le=128)
-    """Integrated-gradient steps when explain_method is integrated_gradients."""
+    """Integrated-gradient steps when explain_method is integrated_gradients (the reports use 8 too)."""
     reason_codes: int = Field(4, ge=1, le=20)
     """Reason codes returned per credit decision."""
     max_conversations: int = Field(10_000, ge=1)

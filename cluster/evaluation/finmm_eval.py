@@ -126,6 +126,8 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
         start = time.perf_counter()
         modalities = prepared_modalities(output_dir, dataset)
         tab = dataset if "tabular" in modalities else None
+        trained_on = (bundle.preprocessing_state or {}).get("input_modalities") or modalities
+        unused = tuple(m for m in modalities if m not in trained_on)  # a finetune.input_modalities ablation
         table = read_split(output_dir, dataset, "test")
         if max_rows is not None:  # quick: the same evenly spaced test rows the baselines are scored on
             sample = load_rows(dataset, data_root, max_rows)
@@ -133,10 +135,12 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
             table = table.filter(pc.is_in(table["id"], value_set=wanted))
         rows = load_rows(dataset, data_root)
         rows = rows[rows["id"].isin(set(table["id"].to_pylist())) | (rows["split"] != "test")]
-        pred = predict(bundle.model, spec.head, table, layout, tab)
+        pred = predict(bundle.model, spec.head, table, layout, tab, drop=unused)
         item: dict = {"_predictions": pred}
+        if unused:
+            item["input_modalities"] = [m for m in modalities if m not in unused]
         if dataset == "lending_club":
-            text_off = predict(bundle.model, spec.head, table, layout, tab, drop=("text",))
+            text_off = predict(bundle.model, spec.head, table, layout, tab, drop=("text", *unused))
             item["figures"] = ev.evaluate_lending_club(rows, text_off, pred)
             item["ablation_note"] = "tabular = the same model with the text modality dropped at inference"
             item["reason_codes"] = reason_code_examples(bundle.model, table, layout, dataset)

@@ -117,3 +117,22 @@ def test_pretrain_then_finetune_loads_with_from_pretrained(tiny_settings):
     assert backbone.config.text.vocab_size == model.config.text.vocab_size
     assert (Path(settings.finetune.output_dir) / "latest").resolve() == tuned.model_dir.resolve()
     assert (tuned.checkpoint / MODEL_DIR).is_dir()
+
+
+def test_the_best_validation_epoch_is_exported(tiny_settings):
+    """Each epoch is scored on validation; the exported folder is the epoch with the best selection metric (not
+    the last), and selection.json says which it was."""
+    from cluster.checkpoints import BEST_MODEL_DIR, SELECTION_FILE
+
+    settings = tiny_settings("finetune.epochs=4", "finetune.learning_rate=3e-3", "finetune.checkpoint_every=1000")
+    outcome = finetune(settings, ["sentiment"], name="best-epoch")
+    logged = [json.loads(x) for x in (outcome.run_dir / "metrics.jsonl").read_text().splitlines()]
+    scored = [m for m in logged if "val/financial_phrasebank/accuracy" in m]
+    assert len(scored) == 4  # one validation per epoch
+    selection = json.loads((outcome.model_dir / SELECTION_FILE).read_text())
+    best = max(scored, key=lambda m: m["val/financial_phrasebank/accuracy"])  # the first of equal bests
+    assert selection["selected_by"] == "validation" and selection["step"] == best["step"]
+    assert selection["value"] == pytest.approx(best["val/financial_phrasebank/accuracy"])
+    exported = load_file(str(outcome.model_dir / "model.safetensors"))
+    kept = load_file(str(outcome.run_dir / BEST_MODEL_DIR / "model.safetensors"))
+    assert exported.keys() == kept.keys() and all(torch.equal(exported[k], kept[k]) for k in kept)

@@ -28,6 +28,7 @@ from actors.manifest import MANIFEST
 from cluster.evaluation import evaluators as ev
 from cluster.evaluation.data import load_rows
 from cluster.tasks import task_spec
+from model.precision import autocast, resolve_precision
 
 BATCH_SIZE = 64
 STOCK_MODALITIES = ("text", "image", "series")
@@ -77,14 +78,17 @@ def batches(table: pa.Table, layout: BatchLayout, tabular_dataset: str | None, b
 @torch.no_grad()
 def predict(model, head: str, table: pa.Table, layout: BatchLayout, tabular_dataset: str | None,
             drop: Sequence[str] = (), batch_size: int = BATCH_SIZE) -> pd.Series | pd.DataFrame:
-    """Probabilities keyed by row id: a Series (credit_risk: P(default)) or a DataFrame (class probabilities)."""
+    """Probabilities keyed by row id: a Series (credit_risk: P(default)) or a DataFrame (class probabilities).
+    Inference runs in bf16-mixed where the CPU has native bf16 (as serving does), else fp32."""
     model.eval()
     ids, probs = [], []
+    precision = resolve_precision("auto", use_gpu=False)  # bf16 matmuls on an AMX CPU, as the server runs
     for batch_ids, batch in batches(table, layout, tabular_dataset, batch_size, drop):
         if not any(batch.get(m) is not None for m in ("text", "image", "tabular", "series")):
             raise ValueError(f"dropping {list(drop)} leaves no modality in the batch")
         ids += batch_ids
-        probs.append(model(batch)[head]["probs"].float().numpy())
+        with autocast(precision):
+            probs.append(model(batch)[head]["probs"].float().numpy())
     values = np.concatenate(probs) if probs else np.zeros((0,))
     return pd.Series(values, index=ids) if values.ndim == 1 else pd.DataFrame(values, index=ids)
 

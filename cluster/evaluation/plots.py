@@ -160,3 +160,26 @@ def confusion_plot(path: str | Path, matrix: Sequence[Sequence[int]], class_name
     ax.set_yticks(ticks, [names[t] for t in ticks], fontsize="small" if n <= 30 else "x-small")
     ax.set(xlabel="predicted class", ylabel="true class", title=title)
     return _save(fig, path)
+
+
+def learning_curve_plot(path: str | Path, runs: Sequence[tuple[str, Sequence[int], Sequence[float]]],
+                        losses: Sequence[tuple[str, Sequence[int], Sequence[float]]], title: str,
+                        metric: str) -> PlotFile:
+    """Two panels against optimizer steps: the validation `metric` of each run (points at each epoch's end)
+    above, its training loss below."""
+    fig = _figure(7.2, 6.4)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    for k, (label, steps, values) in enumerate(runs):
+        top.plot(list(steps), list(values), color=COLOURS[k % len(COLOURS)], marker="o", linewidth=1.8,
+                 label=_wrap(label, 40))
+        for x, y in zip(steps, values, strict=True):
+            top.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center",
+                         fontsize="x-small")
+    top.set(ylabel=f"validation {metric}", title=title)
+    top.grid(True, alpha=0.3)
+    top.legend(loc="lower right", fontsize="small", framealpha=0.9)
+    for k, (label, steps, values) in enumerate(losses):
+        bottom.plot(list(steps), list(values), color=COLOURS[k % len(COLOURS)], linewidth=1.2, label=label)
+    bottom.set(xlabel="optimizer step", ylabel="training loss")
+    bottom.grid(True, alpha=0.3)
+    return _save(fig, path)

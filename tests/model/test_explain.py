@@ -26,17 +26,21 @@ def test_integrated_gradients_completeness(model, config, gen, head):
     torch.testing.assert_close(e.probability, prob, atol=1e-5, rtol=1e-5)
 
 
+def _reference_rows(config, n: int) -> dict:
+    """n tabular rows of the reference applicant: train medians and modes, every feature present."""
+    tab = config.tabular
+    return {
+        "numeric": torch.tensor([tab.numeric_reference] * n),
+        "numeric_missing": torch.zeros(n, len(tab.numeric_features), dtype=torch.bool),
+        "categorical": torch.tensor([tab.categorical_reference] * n),
+        "feature_mask": torch.ones(n, tab.num_features, dtype=torch.bool),
+        "present": torch.ones(n, dtype=torch.bool),
+    }
+
+
 def test_reference_applicant_gets_zero_attributions(model, config):
     """An applicant at the train medians and modes is the baseline itself: every attribution is exactly 0."""
-    tab = config.tabular
-    ref = {
-        "numeric": torch.tensor([tab.numeric_reference] * 2),
-        "numeric_missing": torch.zeros(2, len(tab.numeric_features), dtype=torch.bool),
-        "categorical": torch.tensor([tab.categorical_reference] * 2),
-        "feature_mask": torch.ones(2, tab.num_features, dtype=torch.bool),
-        "present": torch.ones(2, dtype=torch.bool),
-    }
-    e = explain(model, {"tabular": ref}, "credit_risk", steps=16)
+    e = explain(model, {"tabular": _reference_rows(config, 2)}, "credit_risk", steps=16)
     assert torch.equal(e.tabular, torch.zeros_like(e.tabular))
     torch.testing.assert_close(e.score, e.baseline_score)
 
@@ -45,16 +49,8 @@ def test_tabular_completeness_against_the_reference(model, config, gen):
     """Tabular rows alone: attributions sum to logit(applicant) - logit(reference applicant)."""
     b = dummy_batch(config, 6, modalities=("tabular",), generator=gen, ragged=False)
     e = explain(model, b, "credit_risk", steps=64)
-    tab = config.tabular
-    ref = {
-        "numeric": torch.tensor([tab.numeric_reference] * 6),
-        "numeric_missing": torch.zeros(6, len(tab.numeric_features), dtype=torch.bool),
-        "categorical": torch.tensor([tab.categorical_reference] * 6),
-        "feature_mask": torch.ones(6, tab.num_features, dtype=torch.bool),
-        "present": torch.ones(6, dtype=torch.bool),
-    }
     with torch.no_grad():
-        ref_logit = model({"tabular": ref})["credit_risk"]["logits"]
+        ref_logit = model({"tabular": _reference_rows(config, 6)})["credit_risk"]["logits"]
     torch.testing.assert_close(e.baseline_score, ref_logit, atol=1e-5, rtol=1e-5)
     diff = e.score - ref_logit
     torch.testing.assert_close(e.tabular.sum(1), diff, atol=1e-4 + 0.02 * diff.abs().max().item(), rtol=0.02)

@@ -119,7 +119,7 @@ def test_save_failing_before_its_checksums_is_not_taken(tmp_path, monkeypatch):
     run = tmp_path / "run"
     good = save(run, 2)
 
-    def disk_full(folder):
+    def disk_full(folder, **_):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoints, "write_checksums", disk_full)
@@ -173,3 +173,98 @@ def test_good_checkpoint_exports(tmp_path):
     assert load_file(str(out / "model.safetensors")).keys() == weights(5).keys()
     manifest = json.loads((folder / CHECKSUMS_FILE).read_text())
     assert set(manifest["files"]) == {"model/model.safetensors", "model/config.json", "train_state.json"}
+
+
+# ------------------------------------------------------------------ every rank's files (issue 18)
+class FakeEngine:
+    """Stands in for a DeepSpeed engine of one rank: `save_checkpoint` writes that rank's shards with
+    DeepSpeed's file names (rank 0 also `latest` and the model states), `load_checkpoint` records the call."""
+
+    def __init__(self, rank: int, world: int, step: int):
+        self.global_rank, self.world_size, self.step = rank, world, step
+        self.module = torch.nn.Linear(4, 3)
+        self.loaded = []
+
+    def zero_optimization_partition_weights(self) -> bool:
+        return False
+
+    def save_checkpoint(self, save_dir, tag, client_state):
+        out = Path(save_dir) / tag
+        out.mkdir(parents=True, exist_ok=True)
+        g = torch.Generator().manual_seed(100 * self.step + self.global_rank)
+        torch.save({"exp_avg": torch.randn(128, generator=g)},
+                   out / f"zero_pp_rank_{self.global_rank}_mp_rank_00_optim_states.pt")
+        if self.global_rank == 0:
+            torch.save({"module": self.module.state_dict(), **client_state}, out / "mp_rank_00_model_states.pt")
+            (Path(save_dir) / "latest").write_text(tag)
+
+    def load_checkpoint(self, load_dir, tag):
+        self.loaded.append(load_dir)
+        return load_dir, {}
+
+
+def save_all_ranks(run: Path, step: int, world: int, tmp_root: Path) -> Path:
+    """Each rank saves into its own fresh folder, then the folders are merged as Ray Train does on report."""
+    folder = run / checkpoint_name(step)
+    for rank in range(world):
+        own = tmp_root / f"step{step}-rank{rank}"
+        own.mkdir(parents=True)
+        checkpoints.save_rank_checkpoint(FakeEngine(rank, world, step), own, export,
+                                         {"step": step, "positions": {}, "metrics": {}})
+        shutil.copytree(own, folder, dirs_exist_ok=True)
+    return folder
+
+
+RANK1_SHARD = "deepspeed/ckpt/zero_pp_rank_1_mp_rank_00_optim_states.pt"
+
+
+def test_every_rank_hashes_its_own_files(tmp_path):
+    folder = save_all_ranks(tmp_path / "run", 2, world=3, tmp_root=tmp_path / "tmp")
+    first = json.loads((folder / CHECKSUMS_FILE).read_text())
+    assert first["world_size"] == 3 and first["rank"] == 0
+    assert set(first["files"]) == {"deepspeed/latest", "deepspeed/ckpt/mp_rank_00_model_states.pt",
+                                   "deepspeed/ckpt/zero_pp_rank_0_mp_rank_00_optim_states.pt",
+                                   "model/model.safetensors", "model/config.json", "train_state.json"}
+    for rank in (1, 2):
+        own = json.loads((folder / checkpoints.rank_checksums_file(rank)).read_text())
+        assert set(own["files"]) == {f"deepspeed/ckpt/zero_pp_rank_{rank}_mp_rank_00_optim_states.pt"}
+    assert latest_checkpoint(folder.parent) == folder
+    verify_checkpoint(folder)
+    engine = FakeEngine(1, 3, 2)
+    assert load_rank_checkpoint(engine, folder)["step"] == 2 and engine.loaded
+
+
+def test_corrupted_shard_of_rank_1_refuses_resume_and_export(tmp_path):
+    run = tmp_path / "run"
+    save_all_ranks(run, 2, world=2, tmp_root=tmp_path / "tmp")
+    folder = save_all_ranks(run, 4, world=2, tmp_root=tmp_path / "tmp")
+    path = folder / RANK1_SHARD
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit, same size
+    path.write_bytes(bytes(data))
+    assert latest_checkpoint(run) == folder  # complete, so found ...
+    for rank in (0, 1):  # ... and every rank refuses it before DeepSpeed loads anything
+        engine = FakeEngine(rank, 2, 4)
+        with pytest.raises(CheckpointCorruptError, match=rf"{RANK1_SHARD} \(rank 1\) is corrupted") as err:
+            load_rank_checkpoint(engine, folder)
+        assert not engine.loaded
+    destination = tmp_path / "export"
+    with pytest.raises(CheckpointCorruptError, match=RANK1_SHARD):
+        copy_model_folder(folder, destination)
+    assert not destination.exists()
+    record("checkpoint_rank1_corrupt", error=str(err.value))
+
+
+def test_missing_rank_manifest_or_shard_is_incomplete(tmp_path):
+    run = tmp_path / "run"
+    good = save_all_ranks(run, 2, world=2, tmp_root=tmp_path / "tmp")
+    newer = save_all_ranks(run, 4, world=2, tmp_root=tmp_path / "tmp")
+    (newer / RANK1_SHARD).unlink()  # rank 1's upload never arrived
+    assert latest_checkpoint(run) == good
+    with pytest.raises(CheckpointCorruptError, match=rf"{RANK1_SHARD} \(rank 1\) is missing"):
+        verify_checkpoint(newer)
+    (newer / checkpoints.rank_checksums_file(1)).unlink()
+    with pytest.raises(CheckpointCorruptError, match=r"checksums.rank1.json \(rank 1 of 2\)"):
+        verify_checkpoint(newer)
+    assert latest_checkpoint(run) == good
+    verify_checkpoint(good)

@@ -1,7 +1,9 @@
 """The HTTP API: a FastAPI app built inside the ingress replica (so the credit schema can come from the served
 bundle), its gate middleware (request id, API keys, body limit, metrics, access log) and its error shape.
 
-Every error is `{"error": str, "detail": [{"loc", "msg", "type"}], "request_id": str}`; input errors are 4xx.
+Every error is `{"error": str, "detail": [{"loc", "msg", "type"}], "request_id": str}`; input errors are 4xx:
+422 for a request its OpenAPI schema excludes (the request models, serve/schemas.py, state every constraint),
+400 for bytes that cannot be read (a body that is not UTF-8, an image that does not decode).
 Predictions are retried on another replica when the one serving them dies (`retry_idempotent`), except a
 customer-service turn with a conversation_id, which updates the conversation (its backbone call still is).
 """
@@ -15,11 +17,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve import schemas
@@ -34,12 +35,34 @@ CONSOLE = Path(__file__).with_name("console") / "index.html"
 
 
 # ------------------------------------------------------------------------------------ strict JSON
+class BodyNotUTF8(HTTPException):
+    """A JSON body whose bytes are not UTF-8 (RFC 8259 requires it): answered 400 naming the first bad byte.
+    An HTTPException, so FastAPI's body reader passes it on as is (it turns other errors into a bare 400)."""
+
+    def __init__(self, exc: UnicodeDecodeError):
+        super().__init__(400, "request body is not valid UTF-8")
+        self.offset: int = exc.start
+        """Byte offset of the first byte that is not UTF-8 (0-based)."""
+        self.byte: int = exc.object[exc.start]
+        self.reason: str = exc.reason
+
+    def detail_list(self) -> list[dict]:
+        return [{"loc": ["body", self.offset], "type": "utf8_invalid",
+                 "msg": f"byte 0x{self.byte:02x} at byte offset {self.offset} is not UTF-8 ({self.reason}); JSON "
+                        f"must be UTF-8 (RFC 8259): encode the body as UTF-8"}]
+
+
 class StrictJSONRequest(Request):
-    """json() refuses NaN, Infinity and -Infinity, which Python's json (and so FastAPI) accepts by default."""
+    """json() refuses a body that is not UTF-8 (`BodyNotUTF8`, 400) and the NaN, Infinity and -Infinity
+    tokens, which Python's json (and so FastAPI) accepts by default.
+    Every endpoint's body is parsed here (`StrictJSONRoute`), so the checks hold for all of them."""
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            text = (await self.body()).decode("utf-8", errors="replace")
+            try:
+                text = (await self.body()).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BodyNotUTF8(exc) from None
 
             def refuse(name: str):
                 raise json.JSONDecodeError(f"{name} is not valid JSON (use a finite number or null)", text,
@@ -175,10 +198,6 @@ class Metrics:
 
 
 # ----------------------------------------------------------------------------------- the app
-def _limit_error(loc: tuple, msg: str, kind: str = "value_error") -> RequestValidationError:
-    return RequestValidationError([{"type": kind, "loc": loc, "msg": msg, "input": None}])
-
-
 ENDPOINT_HEADS = {
     "credit-risk": ("credit_risk", "credit_risk"),
     "stock-movement": ("stock_movement", "stock_movement"),
@@ -205,12 +224,12 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
     app = FastAPI(title="finmm", version="1", description="Multimodal finance models on Ray Serve.",
                   responses={422: {"model": schemas.ErrorResponse}, 400: {"model": schemas.ErrorResponse}})
     app.router.route_class = StrictJSONRoute
-    max_chars, max_texts, max_bars = options["max_text_chars"], options["max_texts"], options["max_bars"]
-    features_model = schemas.credit_features_model(credit_features)
+    # The config's limits and the bundle's features are in the request models, hence in OpenAPI.
+    models = schemas.request_models(credit_features, window_days, options["max_bars"], options["max_texts"],
+                                    options["max_text_chars"])
+    credit_request, stock_request = models.credit, models.stock
+    sentiment_request, customer_request = models.sentiment, models.customer_service
     known = {f["name"] for f in credit_features}
-    credit_request = create_model(
-        "CreditRiskRequest", __base__=schemas.CreditRiskRequest,
-        features=(features_model, Field(description="The applicant's fields; at least one must be given")))
 
     def rid_of(request: Request) -> str:
         return request.headers.get("x-request-id", "")
@@ -222,6 +241,10 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
                    "type": str(e.get("type", ""))} for e in exc.errors()]
         return JSONResponse({"error": "invalid request", "detail": detail, "request_id": rid_of(request)}, 422)
 
+    @app.exception_handler(BodyNotUTF8)
+    async def on_not_utf8(request: Request, exc: BodyNotUTF8):
+        return JSONResponse({"error": exc.detail, "detail": exc.detail_list(), "request_id": rid_of(request)}, 400)
+
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException):
         return JSONResponse({"error": str(exc.detail), "detail": [], "request_id": rid_of(request)},
@@ -231,18 +254,6 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
     async def on_error(request: Request, exc: Exception):
         logger.exception("request_id=%s internal error: %s", rid_of(request), type(exc).__name__)
         return JSONResponse({"error": "internal error", "detail": [], "request_id": rid_of(request)}, 500)
-
-    def check_text(value: str | None, loc: tuple) -> None:
-        if value is not None and len(value) > max_chars:
-            raise _limit_error(loc, f"text longer than {max_chars} characters", "string_too_long")
-
-    def check_texts(values: list[str] | None, loc: tuple) -> None:
-        if values is None:
-            return
-        if len(values) > max_texts:
-            raise _limit_error(loc, f"more than {max_texts} texts", "too_long")
-        for i, t in enumerate(values):
-            check_text(t, (*loc, i))
 
     def require_heads(endpoint: str) -> None:
         lacking = missing_heads(endpoint, heads)
@@ -268,43 +279,31 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
         """Probability of default, A-G risk grade, decision at serve.credit_threshold and reason codes."""
         t0 = time.perf_counter()
         require_heads("credit-risk")
-        check_text(body.text, ("body", "text"))
         payload = body.model_dump()
         payload["features"] = {k: v for k, v in payload["features"].items() if k in known}
         return answer(await retry_idempotent(backend.credit, payload), request, t0)
 
     @app.post("/v1/stock-movement", response_model=schemas.StockMovementResponse, tags=["tasks"])
-    async def stock_movement(body: schemas.StockMovementRequest, request: Request):
+    async def stock_movement(body: stock_request, request: Request):  # type: ignore[valid-type]
         """P(rise) for the next day from recent bars, optional news and an optional chart."""
         t0 = time.perf_counter()
         require_heads("stock-movement")
-        if not window_days + 1 <= len(body.bars) <= max_bars:
-            raise _limit_error(("body", "bars"), f"need between {window_days + 1} and {max_bars} bars, got "
-                               f"{len(body.bars)}", "too_short" if len(body.bars) <= window_days else "too_long")
-        check_texts(body.texts, ("body", "texts"))
         return answer(await retry_idempotent(backend.stock, body.model_dump()), request, t0)
 
     @app.post("/v1/sentiment", response_model=schemas.SentimentResponse, tags=["tasks"])
-    async def sentiment(body: schemas.SentimentRequest, request: Request):
+    async def sentiment(body: sentiment_request, request: Request):  # type: ignore[valid-type]
         """Label, probabilities and driving words for one text or a list (answered in order)."""
         t0 = time.perf_counter()
         require_heads("sentiment")
-        if (body.text is None) == (body.texts is None):
-            raise _limit_error(("body",), "give exactly one of 'text' or 'texts'", "missing")
-        if body.texts is not None and not body.texts:
-            raise _limit_error(("body", "texts"), "'texts' is empty", "too_short")
-        check_text(body.text, ("body", "text"))
-        check_texts(body.texts, ("body", "texts"))
         payload = {"texts": body.texts if body.texts is not None else [body.text], "_list": body.texts is not None,
                    "explain": body.explain}
         return answer(await retry_idempotent(backend.sentiment, payload), request, t0)
 
     @app.post("/v1/customer-service", response_model=schemas.CustomerServiceResponse, tags=["tasks"])
-    async def customer_service(body: schemas.CustomerServiceRequest, request: Request):
+    async def customer_service(body: customer_request, request: Request):  # type: ignore[valid-type]
         """Intent, confidence, knowledge-base answer, hand-off flag and sentiment; context per conversation_id."""
         t0 = time.perf_counter()
         require_heads("customer-service")
-        check_text(body.message, ("body", "message"))
         payload = body.model_dump()
         if body.conversation_id is not None:  # a turn updates the conversation's context: not retried whole
             return answer(await backend.customer_service(payload), request, t0)

@@ -4,7 +4,11 @@ FastAPI app (strict JSON parsing, limits, error shape, gate) runs exactly as in 
 
 - any JSON value, or any bytes, given to a request model raises nothing but pydantic's ValidationError;
 - any JSON value or any bytes POSTed to any endpoint is answered 2xx or 4xx with the error shape, never 5xx;
-- every valid generated request survives a JSON round trip unchanged.
+- any body that is not UTF-8 is answered 400 naming the byte offset of its first bad byte;
+- every valid generated request survives a JSON round trip unchanged;
+- schemathesis over the app's /openapi.json with every check (`--checks all`), positive and negative data:
+  what the schema allows is accepted, what it excludes is refused (the validation layer; tests/serve/test_app.py
+  runs the same against the whole Serve graph, where the model's preprocessing runs too).
 """
 
 from __future__ import annotations
@@ -64,21 +68,26 @@ def test_any_bytes_raise_only_validation_errors(model, raw):
 
 
 finite = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False)
-bars = st.lists(st.lists(finite, min_size=5, max_size=5), min_size=1, max_size=12)
+price = st.floats(min_value=1e-6, max_value=1e12)
+bars = st.lists(st.tuples(price, price, price, price, st.floats(min_value=0, max_value=1e12)), min_size=2,
+                max_size=12)
 ticker = st.from_regex(r"\A[A-Za-z0-9.\-^$]{1,16}\Z")
 cid = st.none() | st.from_regex(r"\A[A-Za-z0-9_.:\-]{1,128}\Z")
+text = st.text(min_size=1).filter(str.strip)
+"""A text the API takes: at least one character `str.strip()` keeps."""
 credit_features = schemas.credit_features_model(FEATURES)
 valid_requests = st.one_of(
-    st.builds(schemas.SentimentRequest, text=st.none() | st.text(), texts=st.none() | st.lists(st.text(), max_size=4),
+    st.builds(schemas.SentimentRequest, text=text, explain=st.booleans()),
+    st.builds(schemas.SentimentRequest, texts=st.lists(text, min_size=1, max_size=4), explain=st.booleans()),
+    st.builds(schemas.StockMovementRequest, ticker=ticker, bars=bars, texts=st.lists(text, max_size=3),
               explain=st.booleans()),
-    st.builds(schemas.StockMovementRequest, ticker=ticker, bars=bars, texts=st.lists(st.text(), max_size=3),
-              explain=st.booleans()),
-    st.builds(schemas.CustomerServiceRequest, message=st.text(min_size=1), conversation_id=cid),
+    st.builds(schemas.CustomerServiceRequest, message=text, conversation_id=cid),
     st.builds(schemas.CreditRiskRequest,
-              features=st.fixed_dictionaries({}, optional={"loan_amnt": finite, "int_rate": finite | st.none(),
-                                                           "grade": st.text(max_size=3)}),
-              text=st.none() | st.text(), explain=st.booleans()),
-    st.builds(credit_features, loan_amnt=st.none() | finite, grade=st.none() | st.text(max_size=5)),
+              features=st.fixed_dictionaries({"loan_amnt": finite}, optional={"int_rate": finite | st.none(),
+                                                                            "grade": st.text(max_size=3)}),
+              text=st.none() | text, explain=st.booleans()),
+    st.builds(credit_features, loan_amnt=finite, grade=st.none() | st.text(max_size=5)),
+    st.builds(credit_features, loan_amnt=st.none() | finite, grade=st.text(max_size=5)),
 )
 
 
@@ -91,7 +100,7 @@ def test_valid_requests_round_trip_through_json(request):
     assert model.model_validate(json.loads(request.model_dump_json())) == request
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 10 ** 400])
 def test_non_finite_numbers_are_refused(value):
     with pytest.raises(ValidationError):
         schemas.StockMovementRequest.model_validate({"ticker": "A", "bars": [[value, 1, 1, 1, 1]] * 6})
@@ -120,6 +129,16 @@ class EchoBackend:
         return {"result": {"intent": "card_arrival", "confidence": 0.9, "answer": "a", "answer_source": "intent",
                            "handoff": False, "sentiment": "neutral", "conversation_id": payload["conversation_id"],
                            "turn": 1}, "timing": {"task": 1.0}}
+
+    async def ready(self):
+        return {"Backbone": True}
+
+    async def models(self):
+        return {"name": "echo", "version": "1", "architecture": "none", "heads": [], "checkpoint_sha256": "0" * 64,
+                "trained_at": "2026-12-01", "evaluation": {}, "bf16": False, "explain_method": "grad_x_input"}
+
+    async def stats(self):
+        return {"backbone": {}, "conversations": 0}
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +170,99 @@ def test_any_json_body_is_answered_without_a_server_error(api, path, value):
 @given(path=st.sampled_from(PATHS), raw=st.binary(max_size=300))
 def test_any_bytes_body_is_answered_without_a_server_error(api, path, raw):
     _check_answer(api.post(path, content=raw, headers={"content-type": "application/json"}))
+
+
+def _not_utf8(raw: bytes) -> int | None:
+    """Byte offset of the first byte of `raw` that is not UTF-8, or None when it all is."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return None
+
+
+@FAST
+@given(path=st.sampled_from(PATHS), prefix=st.text(max_size=20).map(str.encode), bad=st.binary(min_size=1, max_size=4),
+       suffix=st.binary(max_size=20))
+def test_a_body_that_is_not_utf8_is_400_naming_the_first_bad_byte(api, path, prefix, bad, suffix):
+    body = b'{"text": "' + prefix + bad + suffix + b'"}'
+    offset = _not_utf8(body)
+    r = api.post(path, content=body, headers={"content-type": "application/json"})
+    if offset is None:  # the drawn bytes happened to be UTF-8
+        assert r.status_code != 400 or r.json()["detail"][0]["type"] != "utf8_invalid"
+        return
+    assert r.status_code == 400, r.text[:300]
+    err = r.json()
+    assert err["detail"][0]["loc"] == ["body", offset] and err["detail"][0]["type"] == "utf8_invalid"
+    assert f"byte offset {offset}" in err["detail"][0]["msg"] and "UTF-8" in err["error"]
+
+
+SCHEMATHESIS_EXAMPLES = 25
+"""Generated requests per operation and mode (positive, negative) for the in-process run (about 10 s)."""
+
+
+def _images() -> list[str]:
+    import base64
+    import io
+
+    from PIL import Image
+
+    out = []
+    for size, fmt in ((1, "PNG"), (8, "JPEG"), (40, "PNG")):
+        buf = io.BytesIO()
+        Image.new("RGB", (size, size), (200, 30, 30)).save(buf, format=fmt)
+        out.append(base64.b64encode(buf.getvalue()).decode())
+    return out
+
+
+def _explore_every_check(operation, mode, checks: list, failures: dict, statuses: dict) -> None:
+    """SCHEMATHESIS_EXAMPLES cases of `operation` in `mode`, each checked by every check; the first failure per
+    operation and mode goes into `failures` (so one run reports them all), status counts into `statuses`."""
+    from hypothesis import Phase
+    from schemathesis.core.failures import FailureGroup
+
+    @settings(max_examples=SCHEMATHESIS_EXAMPLES, deadline=None, database=None, derandomize=True,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(mode))
+    def run(case):
+        response = case.call()
+        key = f"{mode.value} {response.status_code}"
+        statuses[key] = statuses.get(key, 0) + 1
+        try:
+            case.validate_response(response, checks=checks)
+        except FailureGroup as exc:  # one entry per failed check
+            failures.setdefault(f"{operation.label} {mode.value}", (str(exc)[:800], case.body))
+
+    run()
+
+
+def test_schemathesis_with_every_check_in_process(api):
+    """`schemathesis run --checks all` in process: every registered check, positive and negative data, for each
+    operation of the app's /openapi.json (EchoBackend behind it). Images are drawn as real PNG/JPEG (the
+    schema's `format: byte` says base64; whether the bytes decode is the decoder's 400, outside JSON Schema)."""
+    import schemathesis
+    from schemathesis.checks import CHECKS, load_all_checks
+    from schemathesis.generation import GenerationMode
+    from schemathesis.specs.openapi.formats import unregister_string_format
+
+    load_all_checks()
+    checks = CHECKS.get_all()
+    schemathesis.openapi.format("byte", st.sampled_from(_images()))
+    failures: dict = {}
+    statuses: dict = {}
+    try:
+        schema = schemathesis.openapi.from_asgi("/openapi.json", api.app)
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if operation.method == "post" else [])
+            for mode in modes:
+                _explore_every_check(operation, mode, checks, failures, statuses)
+    finally:
+        unregister_string_format("byte")  # back to schemathesis' own base64 strategy for other tests
+    print(f"schemathesis {schemathesis.__version__}, every check, {sum(statuses.values())} requests: {statuses}")
+    assert not failures, failures
+    assert statuses.get("positive 200", 0) >= 4 * SCHEMATHESIS_EXAMPLES and any(
+        s.startswith("negative 4") for s in statuses), statuses
 
 
 def test_an_endpoint_whose_head_the_model_lacks_answers_503_naming_the_finetune():

@@ -122,7 +122,9 @@ BAD = [
     ("text and texts", "/v1/sentiment", {"text": "a", "texts": ["b"]}, 422, "body"),
     ("unknown feature", "/v1/credit-risk", {"features": {"shoe_size": 9}}, 422, "shoe_size"),
     ("all features missing", "/v1/credit-risk", {"features": {}}, 422, "features"),
-    ("image not base64", "/v1/credit-risk", {"features": {"loan_amnt": 1}, "image": "%%%"}, 400, "image"),
+    ("image not base64", "/v1/credit-risk", {"features": {"loan_amnt": 1}, "image": "%" * 48}, 422, "image"),
+    ("image not PNG or JPEG", "/v1/credit-risk",
+     {"features": {"loan_amnt": 1}, "image": base64.b64encode(b"GIF89a" + b"\0" * 64).decode()}, 400, "image"),
     ("corrupt image", "/v1/customer-service",
      {"message": "hi", "image": base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"x" * 40).decode()}, 400, "image"),
     ("decompression bomb", "/v1/credit-risk",
@@ -141,6 +143,153 @@ def test_bad_input_is_4xx_with_location(client, name, path, body, status, loc):
     err = r.json()
     assert err["request_id"] == r.headers["x-request-id"]
     assert any(loc in [str(x) for x in d["loc"]] for d in err["detail"]), err
+
+
+# ------------------------------------------------------------- the schema is the contract (issue 18)
+POSTS = {  # endpoint -> (bytes before a string value, bytes after it)
+    "/v1/sentiment": (b'{"text": "', b'"}'),
+    "/v1/credit-risk": (b'{"features": {"grade": "', b'"}}'),
+    "/v1/stock-movement": (b'{"ticker": "A", "bars": [], "texts": ["', b'"]}'),
+    "/v1/customer-service": (b'{"message": "', b'"}'),
+}
+NOT_UTF8 = [("ff fe fa", b"\xff\xfe\xfa", 0), ("after valid UTF-8", "利润 ok ".encode() + b"\xc3\x28", 10),
+            ("encoded surrogate", b"ab\xed\xa0\x80", 2), ("overlong slash", b"\xc0\xaf", 0),
+            ("truncated at the end", b"\xe5\x88", 0)]
+
+
+@pytest.mark.parametrize("path", POSTS)
+@pytest.mark.parametrize("name,raw,at", NOT_UTF8, ids=[n[0] for n in NOT_UTF8])
+def test_a_body_that_is_not_utf8_is_400_naming_the_byte_offset(client, path, name, raw, at):
+    before, after = POSTS[path]
+    body = before + raw + (after if name != "truncated at the end" else b"")
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    err = r.json()
+    offset = len(before) + at
+    assert err["error"] == "request body is not valid UTF-8" and err["request_id"] == r.headers["x-request-id"]
+    assert err["detail"] == [{"loc": ["body", offset], "type": "utf8_invalid", "msg": err["detail"][0]["msg"]}]
+    msg = err["detail"][0]["msg"]
+    assert f"at byte offset {offset} " in msg and "encode the body as UTF-8" in msg
+
+
+def _body_schema(spec: dict, path: str):
+    """A validator of the request body of `POST path` as /openapi.json publishes it (OpenAPI 3.1: 2020-12)."""
+    import jsonschema_rs
+
+    ref = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return jsonschema_rs.Draft202012Validator({**ref, "components": spec["components"]})
+
+
+@pytest.fixture(scope="module")
+def spec(client):
+    return client.get("/openapi.json").json()
+
+
+def _fell_short(spec: dict) -> list:
+    nulls = {name: None for name in spec["components"]["schemas"]["CreditFeatures"]["properties"]}
+    return [("/v1/stock-movement", {"ticker": "A", "bars": []}, "bars"),
+            ("/v1/credit-risk", {"features": nulls}, "features"),
+            ("/v1/customer-service", {"message": "hi", "image": ""}, "image"),
+            ("/v1/sentiment", {"text": "", "texts": []}, "text")]
+
+
+def test_what_schemathesis_found_rejected_is_now_outside_the_schema(client, spec):
+    """The 4 schema-valid requests `schemathesis --checks all` saw rejected: the schema excludes each now, and
+    the API still refuses it (422, naming the field)."""
+    for path, body, field in _fell_short(spec):
+        assert not _body_schema(spec, path).is_valid(body), (path, body)
+        r = client.post(path, json=body)
+        assert r.status_code == 422, (path, r.text)
+        assert any(field in [str(x) for x in d["loc"]] for d in r.json()["detail"]), r.json()
+
+
+def _png(size: int, fmt: str = "PNG") -> str:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (30, 120, 200)).save(buf, format=fmt)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _edges(spec: dict) -> list:
+    """Bodies at the edges of what the schema allows, each one the API must answer 200."""
+    stock = spec["components"]["schemas"]["StockMovementRequest"]["properties"]
+    fewest, most = stock["bars"]["minItems"], stock["bars"]["maxItems"]
+    max_texts, max_chars = stock["texts"]["maxItems"], stock["texts"]["items"]["maxLength"]
+    bar = [1e-3, 1e-3, 1e-3, 1e-3, 0]
+    return [
+        ("/v1/stock-movement", {"ticker": "A", "bars": [bar] * fewest, "texts": [], "explain": False}),
+        ("/v1/stock-movement", {"ticker": "^GSPC", "bars": BARS[:1] * most, "texts": ["x"] * max_texts,
+                                "explain": False}),
+        ("/v1/sentiment", {"text": " a ", "texts": None}),
+        ("/v1/sentiment", {"text": "\u200b"}),  # zero-width space: not whitespace to str.strip()
+        ("/v1/sentiment", {"text": None, "texts": ["x" * max_chars], "explain": False}),
+        ("/v1/credit-risk", {"features": {"loan_amnt": 0, "grade": None}}),
+        ("/v1/credit-risk", {"features": {"grade": ""}, "text": "。"}),  # an unknown category is a value
+        ("/v1/customer-service", {"message": "?", "image": _png(1)}),
+        ("/v1/customer-service", {"message": "card", "image": _png(3, "JPEG"), "conversation_id": "a:b.c_d-1"}),
+    ]
+
+
+def test_valid_edge_cases_the_schema_allows_are_accepted(client, spec):
+    for path, body in _edges(spec):
+        assert _body_schema(spec, path).is_valid(body), (path, body)
+        r = client.post(path, json=body)
+        assert r.status_code == 200, (path, str(body)[:200], r.text[:300])
+
+
+SCHEMATHESIS_ALL_EXAMPLES = 15
+"""Generated requests per operation and mode for the all-checks run over the whole graph (about 20 s)."""
+
+
+def test_schemathesis_with_every_check_against_the_served_app(app_url):
+    """`schemathesis run --checks all` over real HTTP: every registered check, positive and negative data, for
+    each operation. Here the preprocessing of the task deployments runs too, so a schema-valid body that
+    the tokenizer, the tabular transform or the series code refused would fail positive_data_acceptance.
+    Images are drawn as real PNG/JPEG: that their bytes decode is the decoder's 400, outside JSON Schema."""
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+    from schemathesis.checks import CHECKS, load_all_checks
+    from schemathesis.core.failures import FailureGroup
+    from schemathesis.generation import GenerationMode
+    from schemathesis.specs.openapi.formats import unregister_string_format
+
+    load_all_checks()
+    checks = CHECKS.get_all()
+    failures: dict = {}
+    statuses: dict = {}
+
+    def explore(operation, mode) -> None:
+        @settings(max_examples=SCHEMATHESIS_ALL_EXAMPLES, deadline=None, database=None, derandomize=True,
+                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(mode))
+        def run(case):
+            response = case.call(base_url=app_url, timeout=60)
+            key = f"{mode.value} {response.status_code}"
+            statuses[key] = statuses.get(key, 0) + 1
+            try:
+                case.validate_response(response, checks=checks)
+            except FailureGroup as exc:
+                failures.setdefault(f"{operation.label} {mode.value}", (str(exc)[:800], str(case.body)[:300]))
+
+        run()
+
+    schemathesis.openapi.format("byte", st.sampled_from([_png(1), _png(8, "JPEG"), _png(40)]))
+    try:
+        schema = schemathesis.openapi.from_url(f"{app_url}/openapi.json")
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            if operation.method == "post":
+                explore(operation, GenerationMode.POSITIVE)
+                explore(operation, GenerationMode.NEGATIVE)
+    finally:
+        unregister_string_format("byte")
+    print(f"schemathesis {schemathesis.__version__}, every check, {sum(statuses.values())} requests: {statuses}")
+    assert not failures, failures
+    assert statuses.get("positive 200", 0) >= 4 * SCHEMATHESIS_ALL_EXAMPLES, statuses
 
 
 def test_replicas_survive_bad_input(client):

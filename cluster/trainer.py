@@ -95,8 +95,9 @@ def _run_name(kind: str, label: str) -> str:
 def _fit(spec: LoopSpec, trainer: TrainerSettings, datasets: dict, name: str, storage: Path,
          num_to_keep: int) -> None:
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
 
+    TorchTrainer = _torch_trainer_class()
     env_vars = {"RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
     if not trainer.use_gpu:
         env_vars["DS_ACCELERATOR"] = "cpu"  # never set on GPU hosts
@@ -122,6 +123,42 @@ def _fit(spec: LoopSpec, trainer: TrainerSettings, datasets: dict, name: str, st
     # Resuming needs nothing more: Train V2 restores a run from the latest checkpoint it finds under
     # storage_path/name (`resume_from_checkpoint` is deprecated there), and _resolve_resume reuses both.
     torch_trainer.fit()
+
+
+def state_api_available(timeout_s: int = 5) -> bool:
+    """Whether the cluster answers Ray's state API (the dashboard's StateHead module). A local cluster started
+    with `include_dashboard=False` runs its API server with `--modules-to-load=UsageStatsHead` only
+    (ray/_private/services.py, start_api_server), so every state query fails there."""
+    from ray.util.state import list_nodes
+
+    try:
+        list_nodes(limit=1, timeout=timeout_s, raise_on_missing_output=False)
+    except Exception:  # RayStateApiException, or no API server address at all
+        return False
+    return True
+
+
+def _torch_trainer_class():
+    """TorchTrainer, less Ray Train's PlacementGroupCleanerCallback when the state API is off.
+
+    That callback starts a detached PlacementGroupCleaner actor which asks the state API once a second whether
+    the controller is alive (`is_actor_alive` -> `ray.util.state.get_actor`); without the state API each
+    question raises, the cleaner logs "Failed to query Ray Train Controller actor state" and tries again, for
+    the whole run, and it can never see the controller die, so it cleans nothing. Ray adds it unconditionally
+    in DataParallelTrainer._create_default_callbacks (no setting or env var removes it), hence this subclass;
+    finmm releases a dead run's placement group itself (cluster/placement_groups.py). See docs/training.md."""
+    from ray.train.torch import TorchTrainer
+
+    if not hasattr(TorchTrainer, "_create_default_callbacks") or state_api_available():
+        return TorchTrainer
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    class TorchTrainerWithoutCleaner(TorchTrainer):
+        def _create_default_callbacks(self):
+            return [c for c in super()._create_default_callbacks()
+                    if not isinstance(c, PlacementGroupCleanerCallback)]
+
+    return TorchTrainerWithoutCleaner
 
 
 def _resolve_resume(resume: Path | None) -> tuple[Path | None, str | None, Path | None]:

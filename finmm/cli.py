@@ -76,13 +76,19 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="tiny model and small slices of the data: a few minutes."),
     force: bool = typer.Option(False, "--force", help="Redo stages that an earlier run completed."),
     keep_serving: bool = typer.Option(False, "--keep-serving", help="Leave the server up after the requests."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show the output of Ray, its workers and DeepSpeed "
+                                 "here instead of in artifacts/logs/demo-<time>.log."),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Run the main job end to end on a local Ray cluster: prepare, pretrain, finetune, evaluate, serve, ask."""
     settings = settings_or_exit(config, overrides)
     from finmm.demo import run_demo
+    from finmm.run_log import RunLog
 
-    raise typer.Exit(run_demo(settings, quick=quick, console=console, force=force, keep_serving=keep_serving))
+    with RunLog("demo", verbose=verbose) as log:
+        code = run_demo(settings, quick=quick, console=log.console, force=force, keep_serving=keep_serving,
+                        noise=log.noise, err_console=log.err_console, log_path=log.path)
+    raise typer.Exit(code)
 
 
 RESUME_OPTION = typer.Option(None, "--resume", help="A run folder to continue from its latest checkpoint.")

@@ -12,6 +12,10 @@ For each data set:
      `manifest.json` records counts, schema, fitted state, source checksums and settings.
   5. Rows read must equal rows written + rejected + sliced out, or `ReconcileError` is raised and the
      previous output, if any, is left untouched (everything is written to a staging folder first).
+  6. The staging folder replaces `<output_dir>/<dataset>/` in one atomic step (renameat2 RENAME_EXCHANGE,
+     else rename-aside then rename-in), and `tokenizer.json` is written to a temporary name and renamed. A
+     write that finds the disk full raises `PrepareDiskFullError` naming the path, removes the staging folder
+     and leaves the previous prepared data as it was.
 
 Tokenizer vocabulary: the CJK extension is counted over the train splits of *every* known text data set
 (not only those being prepared), so `<output_dir>/tokenizer.json` and the token ids in the shards are the
@@ -20,7 +24,10 @@ same whichever subset `finmm prepare --datasets` runs. Pass `vocab_datasets` to 
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -55,7 +62,8 @@ from actors.settings import DataSection
 from actors.tabular import TabularPreprocessor, TabularState, feature_columns
 from actors.text import TextPreprocessor, base_tokenizer_path, build_tokenizer, configure, unk_stats
 
-__all__ = ["PrepareSummary", "ReconcileError", "prepare", "read_manifest", "read_prepared", "text_corpora"]
+__all__ = ["PrepareDiskFullError", "PrepareSummary", "ReconcileError", "prepare", "read_manifest", "read_prepared",
+           "text_corpora"]
 
 MODALITY_ORDER = ("tabular", "text", "series", "image")
 """Stage order: cheap stages first, so the image pool (the heaviest) sees batches last."""
@@ -153,6 +161,75 @@ def _stage_kwargs(modality: str, spec, settings: DataSection, tokenizer, tab_sta
     return {"state_json": tab_state.to_json()}
 
 
+# ------------------------------------------------------------------------------- safe writes, full disk
+
+
+class PrepareDiskFullError(OSError):
+    """No space left on the device while `prepare` wrote; the message names the path, and the previous
+    prepared data are left as they were."""
+
+
+def _is_disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC anywhere in the chain (Ray wraps a task's OSError; pyarrow's may carry only the message)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return False
+
+
+def _disk_full(path: Path, previous: Path) -> PrepareDiskFullError:
+    kept = f"the previous prepared data in {previous} are untouched" if previous.exists() else "nothing was replaced"
+    return PrepareDiskFullError(
+        errno.ENOSPC, f"no space left on device writing {path}; free space or point data.output_dir elsewhere "
+                      f"({kept})")
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically (Linux renameat2 RENAME_EXCHANGE); False where not supported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _replace_folder(staging: Path, final: Path) -> None:
+    """Put `staging` in place of `final`: readers see the whole old folder or the whole new one."""
+    if final.exists() and _exchange(staging, final):
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the previous data
+        return
+    aside = final.with_name(f".{final.name}.previous")
+    shutil.rmtree(aside, ignore_errors=True)
+    if final.exists():
+        final.rename(aside)  # the window between these two renames is the only one without `final`
+    staging.rename(final)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _save_tokenizer(tokenizer: Tokenizer, path: Path) -> None:
+    """Write `tokenizer.json` through a temporary file and rename it (a full disk leaves the old one)."""
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        tokenizer.save(str(tmp))
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        if _is_disk_full(exc):
+            raise _disk_full(path, path) from exc
+        raise
+    os.replace(tmp, path)
+
+
 # ---------------------------------------------------------------------------------------- progress
 
 
@@ -216,7 +293,7 @@ def prepare(
         for n in corpora:
             if n not in names:
                 tables.pop(n, None)  # loaded only for the vocabulary
-        tokenizer.save(str(out_root / TOKENIZER))
+        _save_tokenizer(tokenizer, out_root / TOKENIZER)
         text_info |= {
             "corpora": corpora,
             "train_texts": len(train_texts),
@@ -230,7 +307,7 @@ def prepare(
         # tabular-only data (German Credit) still trains a model that needs a vocabulary: the base one; a later
         # prepare of a text data set replaces it (these shards hold no token ids, so nothing goes stale)
         base = configure(Tokenizer.from_file(str(base_tokenizer_path(settings.text))), settings.text.max_length)
-        base.save(str(out_root / TOKENIZER))
+        _save_tokenizer(base, out_root / TOKENIZER)
 
     summaries = []
     for name in names:
@@ -242,10 +319,23 @@ def prepare(
 
 
 def _prepare_one(name, source, spec, settings, tokenizer, base_tokenizer, text_info, report) -> PrepareSummary:
-    start = time.perf_counter()
-    rows: pd.DataFrame = source.rows
     final = Path(settings.output_dir) / name
     staging = Path(settings.output_dir) / f".{name}.partial"
+    writing = [staging]  # the path being written, for the disk-full message
+    try:
+        return _write_one(name, source, spec, settings, tokenizer, base_tokenizer, text_info, report,
+                          final, staging, writing)
+    except Exception as exc:
+        if not _is_disk_full(exc):
+            raise
+        shutil.rmtree(staging, ignore_errors=True)  # give the space back; `final` was never touched
+        raise _disk_full(writing[-1], final) from exc
+
+
+def _write_one(name, source, spec, settings, tokenizer, base_tokenizer, text_info, report,
+               final: Path, staging: Path, writing: list[Path]) -> PrepareSummary:
+    start = time.perf_counter()
+    rows: pd.DataFrame = source.rows
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
 
@@ -284,6 +374,7 @@ def _prepare_one(name, source, spec, settings, tokenizer, base_tokenizer, text_i
     report(name, "manifest")
     rejected = pd.concat([loader_rejects(source.rejected), actor_rejected], ignore_index=True)
     rejected_table = pa.Table.from_pandas(rejected, schema=REJECTED_SCHEMA, preserve_index=False)
+    writing.append(staging / REJECTED)
     pq.write_table(rejected_table.replace_schema_metadata(None), staging / REJECTED)
     written = sum(splits.values())
     reconcile(name, source.n_read, source.n_sliced_out, written, len(rejected))
@@ -298,6 +389,7 @@ def _prepare_one(name, source, spec, settings, tokenizer, base_tokenizer, text_i
         }
     files = sorted(staging.glob("*/*.parquet"))
     out_schema = pq.read_schema(files[0]) if files else schema
+    writing.append(staging / "manifest.json")
     write_manifest(
         staging,
         {
@@ -320,8 +412,7 @@ def _prepare_one(name, source, spec, settings, tokenizer, base_tokenizer, text_i
             "settings": settings.model_dump(mode="json"),
         },
     )
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
+    _replace_folder(staging, final)
     report(name, "done")
     return PrepareSummary(
         dataset=name,

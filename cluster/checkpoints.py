@@ -57,7 +57,37 @@ def disk_full_error(path: Path, exc: OSError, what: str = "checkpoint") -> Check
         errno.ENOSPC,
         f"no space left on device writing {what} {path}; free space or point cluster.storage_path (run "
         f"folders) or TMPDIR (each rank's temporary checkpoint folder) elsewhere. The previous checkpoint is "
-        f"untouched and stays the latest.")
+        f"untouched and stays the latest. ({type(exc).__name__}: {exc})")
+
+
+NEARLY_FULL_BYTES = 1 << 20
+"""torch.save (DeepSpeed's shards) reports ENOSPC only as `RuntimeError: basic_ios::clear: iostream error`: a
+failed write where the file system has less than this left is taken as a full disk."""
+
+
+def _nearly_full(path: Path) -> bool:
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < NEARLY_FULL_BYTES
+
+
+def is_disk_full(exc: BaseException | None, path: Path | None = None) -> bool:
+    """ENOSPC anywhere in the chain (safetensors' writer reports it only in its message), or, given the path
+    written, a failed write on a file system with under NEARLY_FULL_BYTES left."""
+    if path is not None and isinstance(exc, (OSError, RuntimeError)) and _nearly_full(path):
+        return True
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def rank_checksums_file(rank: int) -> str:
@@ -106,10 +136,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write `path` through a temporary file, fsync and rename: readers see the old file or the whole new one."""
     path = Path(path)
     tmp = path.with_name(path.name + PARTIAL_SUFFIX)
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk: give the space back, the old file stays
+        raise
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -137,7 +171,7 @@ def write_checksums(folder: Path, rank: int = 0, world_size: int = 1) -> dict:
     try:
         atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True))
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
+        if is_disk_full(exc, path):
             raise disk_full_error(path, exc) from exc
         raise
     return manifest
@@ -230,8 +264,8 @@ def write_model_and_state(folder: Path, weights: dict[str, torch.Tensor],
     try:
         shutil.rmtree(partial, ignore_errors=True)
         export_model(weights, partial)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
+    except Exception as exc:
+        if is_disk_full(exc, partial):
             shutil.rmtree(partial, ignore_errors=True)  # give the space back; the folder stays incomplete
             raise disk_full_error(partial, exc) from exc
         raise
@@ -240,7 +274,7 @@ def write_model_and_state(folder: Path, weights: dict[str, torch.Tensor],
     try:
         atomic_write_text(folder / STATE_FILE, json.dumps(train_state, indent=2))
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
+        if is_disk_full(exc, folder):
             raise disk_full_error(folder / STATE_FILE, exc) from exc
         raise
     write_checksums(folder, rank=0, world_size=world_size)
@@ -252,8 +286,9 @@ def save_rank_checkpoint(engine, folder: Path, export_model, train_state: dict) 
     folder = Path(folder)
     try:
         engine.save_checkpoint(str(folder / DEEPSPEED_DIR), tag=TAG, client_state={"step": train_state["step"]})
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
+    except Exception as exc:
+        if is_disk_full(exc, folder):
+            shutil.rmtree(folder / DEEPSPEED_DIR, ignore_errors=True)  # give the space back
             raise disk_full_error(folder / DEEPSPEED_DIR, exc, "DeepSpeed shards into") from exc
         raise
     weights = consolidated_state_dict(engine)

@@ -47,12 +47,12 @@ def write(runs: dict[str, Path], metric: str, out: Path, title: str) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="label=run_folder")
+    parser.add_argument("runs", nargs="+", help="label=run_folder (split at the last =)")
     parser.add_argument("--metric", required=True, help="a logged key, e.g. val/lending_club/auc")
     parser.add_argument("--out", required=True, type=Path, help="output path without suffix")
     parser.add_argument("--title", default="Learning curve")
     args = parser.parse_args()
-    runs = dict(item.split("=", 1) for item in args.runs)
+    runs = dict(item.rsplit("=", 1) for item in args.runs)  # a label may hold "="
     print(write({k: Path(v) for k, v in runs.items()}, args.metric, args.out, args.title))
 
 

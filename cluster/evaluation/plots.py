@@ -177,7 +177,7 @@ def learning_curve_plot(path: str | Path, runs: Sequence[tuple[str, Sequence[int
                          fontsize="x-small")
     top.set(ylabel=f"validation {metric}", title=title)
     top.grid(True, alpha=0.3)
-    top.legend(loc="lower right", fontsize="small", framealpha=0.9)
+    top.legend(loc="best", fontsize="small", framealpha=0.9)
     for k, (label, steps, values) in enumerate(losses):
         bottom.plot(list(steps), list(values), color=COLOURS[k % len(COLOURS)], linewidth=1.2, label=label)
     bottom.set(xlabel="optimizer step", ylabel="training loss")

@@ -386,27 +386,18 @@ def _figures_table(folder: Path) -> Table | None:
     """finmm's figure next to the best baseline per data set, with plain words for the gap."""
     from rich import box
 
-    from cluster.evaluation.report import PRIMARY, _primary
+    from cluster.evaluation.report import PRIMARY
+    from finmm.evaluate_command import report_figures
 
     table = Table("data set", "metric", "finmm", "best baseline", "verdict", box=box.SIMPLE_HEAD,
                   title="test figures (reports' primary metric)", title_justify="left", pad_edge=False)
     count = 0
-    for path in sorted(Path(folder).glob("*.json")):
-        try:
-            report = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            continue
-        for name, entry in report.get("datasets", {}).items():
-            scored = [(b["model"], _primary(name, b["headline"])) for b in entry.get("baselines", [])]
-            scored = [s for s in scored if s[1] is not None]
-            best = max(scored, key=lambda s: s[1]) if scored else None
-            fin = entry.get("finmm", {})
-            value = _primary(name, fin["headline"]) if fin.get("status") == "measured" else None
-            metric = {"auc_mean": "AUC (5-fold CV)", "test AUC (richest inputs)": "AUC"}.get(PRIMARY.get(name, ""),
-                                                                                         PRIMARY.get(name, ""))
-            table.add_row(name, metric, f"{value:.3f}" if value is not None else "-",
-                          f"{best[1]:.3f} {best[0][:26]}" if best else "-", _verdict(name, value, best))
-            count += 1
+    for name, _, value, best in report_figures(folder):
+        metric = {"auc_mean": "AUC (5-fold CV)", "test AUC (richest inputs)": "AUC"}.get(PRIMARY.get(name, ""),
+                                                                                     PRIMARY.get(name, ""))
+        table.add_row(name, metric, f"{value:.3f}" if value is not None else "-",
+                      f"{best[1]:.3f} {best[0][:26]}" if best else "-", _verdict(name, value, best))
+        count += 1
     return table if count else None
 
 

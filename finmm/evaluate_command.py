@@ -205,13 +205,14 @@ def run_report(settings, console) -> int:
     return 0
 
 
-def summary_rows(folder: Path) -> list[tuple]:
-    """(data set, metric, finmm, best baseline, published) per data set of every report in `folder`."""
+def report_figures(folder: Path) -> list[tuple[str, dict, float | None, tuple[str, float] | None]]:
+    """(data set, its report entry, finmm's primary figure or None, the best baseline (name, figure) or None)
+    for every data set of every report in `folder`."""
     import json
 
-    from cluster.evaluation.report import PRIMARY, _primary
+    from cluster.evaluation.report import _primary
 
-    rows = []
+    out = []
     for path in sorted(Path(folder).glob("*.json")):
         try:
             report = json.loads(path.read_text())
@@ -223,17 +224,27 @@ def summary_rows(folder: Path) -> list[tuple]:
             best = max(scored, key=lambda s: s[1]) if scored else None
             fin = entry.get("finmm", {})
             value = _primary(name, fin["headline"]) if fin.get("status") == "measured" else None
-            rows.append(
-                (
-                    name,
-                    PRIMARY.get(name, ""),
-                    f"{value:.4f}" if value is not None else "not measured",
-                    f"{best[1]:.4f} ({best[0]})" if best else "",
-                    entry.get("published", {}).get(
-                        {"auc_mean": "auc_range"}.get(PRIMARY.get(name, ""), PRIMARY.get(name, "")), ""
-                    ),
-                )
+            out.append((name, entry, value, best))
+    return out
+
+
+def summary_rows(folder: Path) -> list[tuple]:
+    """(data set, metric, finmm, best baseline, published) per data set of every report in `folder`."""
+    from cluster.evaluation.report import PRIMARY
+
+    rows = []
+    for name, entry, value, best in report_figures(folder):
+        rows.append(
+            (
+                name,
+                PRIMARY.get(name, ""),
+                f"{value:.4f}" if value is not None else "not measured",
+                f"{best[1]:.4f} ({best[0]})" if best else "",
+                entry.get("published", {}).get(
+                    {"auc_mean": "auc_range"}.get(PRIMARY.get(name, ""), PRIMARY.get(name, "")), ""
+                ),
             )
+        )
     return rows
 
 

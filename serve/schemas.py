@@ -41,7 +41,7 @@ blank: any character but those `str.isspace()` calls whitespace, which `str.stri
 actors.text.encode_text remove (tests/serve/test_schemas.py checks the set over every code point)."""
 BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 """Standard base64 with padding, as `base64.b64decode(..., validate=True)` takes it (no line breaks, no
-`data:` prefix)."""
+`data:` prefix), less the surplus '=' after a full quad that the decoder ignores ('9999=' is refused)."""
 IMAGE_MIN_CHARS = 44
 """Base64 length of 33 bytes, a PNG signature (8) and its IHDR chunk (25): every PNG starts with them and every
 JPEG is longer (a whole 1x1 PNG is 67 bytes, 92 characters). A header alone reaches the decoder, which answers

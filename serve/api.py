@@ -83,6 +83,16 @@ class StrictJSONRoute(APIRoute):
 
 
 # ------------------------------------------------------------------------------------------ gate
+class GateState:
+    """Shared between the gate and its ingress: requests in flight, and whether the replica is draining."""
+
+    def __init__(self):
+        self.in_flight = 0
+        """Requests admitted and not yet answered."""
+        self.draining = False
+        """Set by Ingress.drain (on SIGTERM of `finmm serve`): new requests get 503, admitted ones finish."""
+
+
 def _error_body(error: str, detail: list[dict], request_id: str) -> bytes:
     return json.dumps({"error": error, "detail": detail, "request_id": request_id}).encode()
 
@@ -91,8 +101,11 @@ class Gate:
     """Pure ASGI middleware, outermost: request id, API-key check, body limit (before any parsing),
     per-endpoint metrics, the access log line (no bodies, no personal fields) and Server-Timing total."""
 
-    def __init__(self, app, max_body_bytes: int, api_keys: list[str], metrics=None):
+    def __init__(self, app, max_body_bytes: int, api_keys: list[str], metrics=None, access_log: bool = True,
+                 state: GateState | None = None):
         self.app, self.max_body_bytes, self.api_keys, self.metrics = app, max_body_bytes, api_keys, metrics
+        self.access_log = access_log
+        self.state = state or GateState()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -126,6 +139,11 @@ class Gate:
                                 "headers": [(b"content-type", b"application/json"), *(extra or [])]})
             await send_wrapped({"type": "http.response.body", "body": _error_body(error, detail, rid)})
 
+        if self.state.draining and path not in ("/healthz",):
+            return await reply(503, "shutting down", [{"loc": [], "msg": "the server is draining before it stops; "
+                                                      "retry on another replica", "type": "draining"}],
+                               [(b"connection", b"close"), (b"retry-after", b"1")])
+        self.state.in_flight += 1
         try:
             if self.api_keys and path != "/" and not path.startswith(OPEN_PATHS) and not self._authorised(headers):
                 return await reply(401, "missing or invalid API key",
@@ -161,12 +179,14 @@ class Gate:
 
             await self.app(scope, replay if chunks else receive, send_wrapped)
         finally:
+            self.state.in_flight -= 1
             ms = (time.perf_counter() - t0) * 1000
             endpoint = path if path.startswith("/v1/") or path in OPEN_PATHS else "other"
             if self.metrics is not None:
                 self.metrics.record(endpoint, status_box["status"], ms)
-            logger.info("request_id=%s method=%s endpoint=%s status=%s ms=%.1f", rid, scope.get("method"),
-                        endpoint, status_box["status"], ms)
+            if self.access_log:
+                    logger.info("request_id=%s method=%s endpoint=%s status=%s ms=%.1f", rid, scope.get("method"),
+                            endpoint, status_box["status"], ms)
 
     def _authorised(self, headers: dict[str, str]) -> bool:
         auth = headers.get("authorization", "")
@@ -217,7 +237,8 @@ def missing_heads(endpoint: str, heads: set[str] | None) -> list[tuple[str, str]
 
 
 def build_api(backend, options: dict, credit_features: list[dict], window_days: int,
-              api_keys: list[str], metrics: Metrics | None = None, heads: set[str] | None = None):
+              api_keys: list[str], metrics: Metrics | None = None, heads: set[str] | None = None,
+              state: GateState | None = None):
     """The ASGI app. `backend` has async methods credit/stock/sentiment/customer_service(payload) -> task reply,
     ready() -> dict[str, bool], models() -> dict, stats() -> dict. `heads`: the served model's task heads; an
     endpoint whose head is missing answers 503 saying which finetune would add it."""
@@ -336,4 +357,4 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
         """Backbone batching statistics (batch sizes seen)."""
         return await backend.stats()
 
-    return Gate(app, options["max_body_bytes"], api_keys, metrics)
+    return Gate(app, options["max_body_bytes"], api_keys, metrics, options.get("access_log", True), state)

@@ -16,9 +16,9 @@ import torch
 
 from actors.collate import BatchLayout, collate
 from model.bundle import WEIGHTS_FILE, load_bundle
-from model.explain import explain
+from model.explain import explain, merge_wordpieces, reference_tabular
 from model.precision import cpu_supports_bf16
-from serve.preprocess import Preprocessor, Row
+from serve.preprocess import Preprocessor, Query, Row
 
 EVAL_FILE = "eval_results.json"
 MODALITIES = ("text", "image", "tabular", "series")
@@ -93,6 +93,8 @@ class Engine:
         self.bf16 = bool(bf16 and bf16_supported())
         self.explain_method, self.explain_steps = explain_method, explain_steps
         self.heads = list(self.model.heads.keys())
+        self.forwards = 0
+        """Forwards `infer` has run (one per group of a batch)."""
 
     def autocast(self):
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
@@ -102,36 +104,87 @@ class Engine:
         batch = collate_rows(rows, self.layout)
         with torch.inference_mode(), self.autocast():
             out = self.model(batch)
-        results = []
-        for i, head in enumerate(heads):
-            res = {"probs": out[head]["probs"][i].float().numpy()}
-            if "embedding" in out[head]:
-                res["embedding"] = out[head]["embedding"][i].float().numpy()
-            results.append(res)
-        return results
+        return [_head_output(out[head], i) for i, head in enumerate(heads)]
 
     def attribute(self, rows: list[Row], head: str, target: list[int] | None = None) -> list[dict[str, Any]]:
         """Attributions of head's probability for rows of one head: per modality total, per word, per
-        tabular feature (reason codes)."""
+        tabular feature (reason codes). A forward of its own (plus explain_steps for integrated gradients);
+        `infer` saves that forward."""
         batch = collate_rows(rows, self.layout)
-        width = batch["text"]["input_ids"].shape[1] if "text" in batch else 0
-        token_strings = [(r.tokens or []) + ["[PAD]"] * (width - len(r.tokens or [])) for r in rows] if width else None
         tgt = torch.tensor(target) if target is not None else None
         with self.autocast():
-            exp = explain(self.model, batch, head, target=tgt, method=self.explain_method, steps=self.explain_steps,
-                          token_strings=token_strings)
+            exp = explain(self.model, batch, head, target=tgt, method=self.explain_method, steps=self.explain_steps)
+        return attribution_rows(batch, rows, exp.tokens, exp.feature_names)
+
+    # ------------------------------------------------------------------------------- the serving path
+    def infer(self, queries: list[Query], bucket: bool = True) -> list[dict[str, Any]]:
+        """Answer queries of any tasks: {"heads": {head: {"probs", ["embedding"]}}, ["attribution"],
+        "batch_size"} each, in order. Queries are grouped (`forward_groups`) into forwards of rows alike in
+        whether they are explained and, with `bucket`, in text length and modalities; each group is one
+        forward (grad x input: the same forward, with gradients, also gives the attributions)."""
+        results: list[dict[str, Any] | None] = [None] * len(queries)
+        for idx in forward_groups(queries, bucket):
+            group = [queries[i] for i in idx]
+            for i, res in zip(idx, self._infer_group(group), strict=True):
+                results[i] = {**res, "batch_size": len(idx)}
+            self.forwards += 1
+        return results  # type: ignore[return-value]
+
+    def _infer_group(self, queries: list[Query]) -> list[dict[str, Any]]:
+        rows = [q.row for q in queries]
+        batch = collate_rows(rows, self.layout)
+        explained = {q.explain for q in queries} - {None}
+        if explained and self.explain_method == "grad_x_input":
+            outs, attributions = self._grad_x_input(batch, rows, queries)
+        else:
+            with torch.inference_mode(), self.autocast():
+                outs = self.model(batch)
+            attributions = [None] * len(queries)
+            for head in explained:  # integrated gradients: explain_steps+1 passes of their own
+                idx = [i for i, q in enumerate(queries) if q.explain == head]
+                targets = [queries[i].target for i in idx]
+                target = targets if all(t is not None for t in targets) else None
+                for i, attr in zip(idx, self.attribute([rows[i] for i in idx], head, target), strict=True):
+                    attributions[i] = attr
         results = []
-        for i in range(len(rows)):
-            res: dict[str, Any] = {
-                "modalities": {m: float(t[i].float().sum()) for m, t in exp.tokens.items() if _has(batch, m, i)},
-            }
-            if exp.words is not None and rows[i].tokens:
-                res["words"] = [(w, float(s)) for w, s in exp.words[i]]
-            if exp.tabular is not None and rows[i].dataset is not None:
-                res["tabular"] = {n: float(v) for n, v in zip(exp.feature_names, exp.tabular[i].float().tolist(),
-                                                              strict=False) if n.startswith(f"{rows[i].dataset}.")}
+        for i, q in enumerate(queries):
+            res: dict[str, Any] = {"heads": {h: _head_output(outs[h], i) for h in q.heads}}
+            if attributions[i] is not None:
+                res["attribution"] = attributions[i]
             results.append(res)
         return results
+
+    def _grad_x_input(self, batch: dict, rows: list[Row], queries: list[Query]) -> tuple[dict, list]:
+        """One forward with gradients over the embedded tokens x gives every head's output, then one backward
+        per explained head gives attr = (x - x') * df/dx (x': the reference applicant for tabular tokens, 0
+        elsewhere), as model.explain computes it with method grad_x_input, without its second forward."""
+        model = self.model
+        with torch.no_grad(), self.autocast():
+            embedded = model.finmm.embed(batch)  # modality -> ((B, T_m, D), (B, T_m))
+            base = {m: torch.zeros_like(x) for m, (x, _) in embedded.items()}
+            if "tabular" in embedded:  # the reference applicant's tokens (B, F, D)
+                base["tabular"] = model.finmm.embedders["tabular"](reference_tabular(batch["tabular"],
+                                                                                     model.config))[0]
+        xs = {m: x.detach().requires_grad_(True) for m, (x, _) in embedded.items()}  # (B, T_m, D) leaves
+        needed = {h for q in queries for h in q.heads} | {q.explain for q in queries if q.explain}
+        with torch.enable_grad(), self.autocast():
+            pooled = model.finmm.fuse({m: (xs[m], embedded[m][1]) for m in xs}).pooled  # (B, D)
+            outs = {h: model.heads[h](pooled) for h in needed}
+        heads = sorted({q.explain for q in queries if q.explain})
+        tokens: dict[str, torch.Tensor] = {m: torch.zeros(x.shape[:2]) for m, x in xs.items()}  # (B, T_m)
+        for n, head in enumerate(heads):
+            idx = [i for i, q in enumerate(queries) if q.explain == head]
+            logits = outs[head]["logits"].float()[idx]  # (b,) or (b, K)
+            if logits.dim() == 2:
+                target = torch.tensor([queries[i].target if queries[i].target is not None else int(k)
+                                       for i, k in zip(idx, logits.argmax(-1).tolist(), strict=True)])
+                logits = logits.gather(1, target[:, None]).squeeze(1)  # (b,)
+            grads = torch.autograd.grad(logits.sum(), list(xs.values()), retain_graph=n < len(heads) - 1)
+            for (m, x), g in zip(xs.items(), grads, strict=True):
+                tokens[m][idx] = ((x - base[m]) * g).sum(-1).float()[idx].detach()  # (b, T_m)
+        outs = {h: {k: v.detach() for k, v in o.items()} for h, o in outs.items()}
+        per_row = attribution_rows(batch, rows, tokens, model.config.tabular.feature_names)
+        return outs, [per_row[i] if q.explain else None for i, q in enumerate(queries)]
 
     def info(self) -> dict:
         weights = self.model_dir / WEIGHTS_FILE
@@ -151,6 +204,54 @@ class Engine:
             "bf16": self.bf16,
             "explain_method": self.explain_method,
         }
+
+
+def _head_output(out: dict[str, torch.Tensor], i: int) -> dict[str, Any]:
+    res = {"probs": out["probs"][i].float().numpy()}
+    if "embedding" in out:
+        res["embedding"] = out["embedding"][i].float().numpy()
+    return res
+
+
+def attribution_rows(batch: dict, rows: list[Row], tokens: dict[str, torch.Tensor],
+                     feature_names: list[str]) -> list[dict[str, Any]]:
+    """Token attributions (modality -> (B, T_m)) -> per row: modality totals (of the modalities it has), words
+    (WordPieces merged; needs the row's token strings) and its own data set's tabular features."""
+    am = batch["text"]["attention_mask"].bool() if "text" in batch else None  # (B, T_text)
+    results = []
+    for i, row in enumerate(rows):
+        res: dict[str, Any] = {"modalities": {m: float(t[i].float().sum()) for m, t in tokens.items()
+                                              if _has(batch, m, i)}}
+        if am is not None and "text" in tokens and row.tokens:
+            padded = row.tokens + ["[PAD]"] * (am.shape[1] - len(row.tokens))
+            kept = [t for t, k in zip(padded, am[i].tolist(), strict=True) if k]
+            res["words"] = merge_wordpieces(kept, tokens["text"][i][am[i]].float().tolist())
+        if "tabular" in tokens and row.dataset is not None:
+            res["tabular"] = {n: float(v) for n, v in zip(feature_names, tokens["tabular"][i].float().tolist(),
+                                                          strict=False) if n.startswith(f"{row.dataset}.")}
+        results.append(res)
+    return results
+
+
+def forward_groups(queries: list[Query], bucket: bool = True) -> list[list[int]]:
+    """Indices of `queries` per forward: explained apart from not (an explained forward needs gradients) and,
+    with `bucket`, by modalities present and text length rounded up to a power of two, so one long text or
+    one chart does not pad the whole batch."""
+    groups: dict[tuple, list[int]] = {}
+    for i, q in enumerate(queries):
+        key: tuple = (q.explain is not None,)
+        if bucket:
+            ids = q.row.columns.get("input_ids")
+            length = len(ids) if ids is not None else 0
+            key += (tuple(sorted(_modalities(q.row))), 1 << max(length - 1, 0).bit_length())
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def _modalities(row: Row) -> set[str]:
+    cols = row.columns
+    return {m for m, col in (("text", "input_ids"), ("image", "pixel_values"), ("tabular", "tab_numeric"),
+                             ("series", "series_values")) if col in cols}
 
 
 def _has(batch: dict, m: str, i: int) -> bool:

@@ -40,6 +40,7 @@ def serve_config(section: ServeSection, model_dir: Path, config_path: Path | Non
             "route_prefix": "/",
             "import_path": IMPORT_PATH,
             "runtime_env": {"env_vars": env},
+            "logging_config": {"enable_access_log": section.access_log},
             "args": args,
         }],
     }
@@ -88,8 +89,13 @@ def deployed_config() -> dict[str, Any]:
 def scale(deployment: str, n: int, timeout_s: float = 120) -> int:
     """Set `deployment`'s replica count on the running app (turns autoscaling off for it) and wait until
     that many replicas run. Returns the running count."""
-    if deployment not in DEPLOYMENTS:
-        raise ValueError(f"unknown deployment {deployment!r}; choose from {', '.join(DEPLOYMENTS)}")
+    from ray import serve
+
+    app = serve.status().applications.get(APP_NAME)
+    running = list(app.deployments) if app is not None else list(DEPLOYMENTS)
+    if deployment not in running:
+        raise ValueError(f"unknown deployment {deployment!r}; the running app has {', '.join(running)} (the task "
+                         "deployments exist only with serve.layout: split)")
     if deployment == "ConversationStore" and n != 1:
         raise ValueError("ConversationStore holds the conversation state and runs exactly one replica")
     config = deployed_config()
@@ -131,3 +137,25 @@ def set_user_config(deployment: str, user_config: dict[str, Any]) -> None:
 
     _client().deploy_apps(ServeDeploySchema.model_validate(config))
     wait_running()
+
+
+def drain(timeout_s: float = 6.0, poll_s: float = 0.05) -> bool:
+    """Stop the running app's ingress replicas admitting requests (new ones get 503) and wait until each has
+    answered every request it admitted. True when drained within `timeout_s`. Calls Ingress.drain through a
+    handle until every running ingress replica has answered with nothing in flight."""
+    from ray import serve
+
+    handle = serve.get_deployment_handle("Ingress", APP_NAME)
+    deadline = time.monotonic() + timeout_s
+    latest: dict[str, int] = {}
+    running = max(replicas("Ingress"), 1)
+    while time.monotonic() < deadline:
+        try:
+            answer = handle.drain.remote().result(timeout_s=max(deadline - time.monotonic(), 0.1))
+        except Exception:  # a replica gone, or the deadline: report what is known
+            break
+        latest[answer["replica"]] = answer["in_flight"]
+        if len(latest) >= running and not any(latest.values()):
+            return True
+        time.sleep(poll_s)
+    return False

@@ -84,6 +84,17 @@ class Row:
     tokens: list[str] | None = None
 
 
+@dataclass
+class Query:
+    """What one request asks of a backbone forward: its row, the heads to read (all from the same forward),
+    and optionally the head whose output is attributed to the inputs (`target`: its class; None: argmax)."""
+
+    row: Row
+    heads: tuple[str, ...]
+    explain: str | None = None
+    target: int | None = None
+
+
 class Preprocessor:
     """The bundle's preprocessing state, applied to one request at a time (same functions as training)."""
 

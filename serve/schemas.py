@@ -227,6 +227,8 @@ class ModelInfo(Response):
     evaluation: dict[str, Any]
     bf16: bool
     explain_method: str
+    torch_threads: int | None = None
+    """torch intra-op threads of the backbone replica that answered."""
 
 
 class ErrorDetail(Response):

@@ -43,11 +43,31 @@ class DeploymentSettings(_Section):
     """Requests a replica accepts at once; it also caps how large @serve.batch batches can get."""
 
 
+class IngressSettings(DeploymentSettings):
+    max_ongoing_requests: int = Field(256, ge=1)
+    """Requests an ingress replica accepts at once. High, because the ingress only awaits the backbone: a lower
+    cap queues requests in the proxy, where a draining shutdown cannot see them."""
+
+
+class BackboneSettings(DeploymentSettings):
+    num_cpus: float | None = Field(None, gt=0)
+    """CPUs per backbone replica. Empty: what the largest node can give once the other deployments and
+    `serve.cpu_headroom` are set aside, split over the replicas (1.25 on a 2-CPU machine). Never every CPU:
+    Ray Data and Train tasks on the same cluster need some, and pools that reserve all CPUs hang."""
+    torch_threads: int | None = Field(None, ge=1)
+    """torch intra-op threads in a backbone replica. Empty: num_cpus rounded up, at most the machine's cores
+    (Ray gives a fractional-CPU actor OMP_NUM_THREADS=1, which would otherwise leave torch on one thread)."""
+
+
 class BatchSettings(_Section):
     max_batch_size: int = Field(16, ge=1)
     """Most requests the backbone encodes in one forward pass."""
-    batch_wait_timeout_s: float = Field(0.005, ge=0)
-    """How long the backbone waits to fill a batch."""
+    batch_wait_timeout_s: float = Field(0.0, ge=0)
+    """How long the backbone waits to fill a batch. 0: a batch is whatever queued while the previous forward
+    ran, so a lone request never waits (the forward runs off the event loop, so requests queue meanwhile)."""
+    bucket_by_length: bool = True
+    """Split a batch into forwards by text length (powers of two) and modalities present, so one long text or
+    one chart does not pad every short text of the batch."""
 
 
 class ServeSection(_Section):
@@ -55,12 +75,22 @@ class ServeSection(_Section):
     """HTTP binding and limits."""
     model_dir: Path | None = None
     """A `save_pretrained` folder to serve. Empty serves the latest finetuned folder under artifacts/."""
-    ingress: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    layout: Literal["one_hop", "split"] = "one_hop"
+    """one_hop: the ingress runs each task's pre- and post-processing itself and calls the backbone (proxy ->
+    Ingress -> Backbone). split: one deployment per task between them (proxy -> Ingress -> task -> Backbone),
+    for multi-node installs where tasks scale apart; one hop more per request."""
+    ingress: IngressSettings = Field(default_factory=IngressSettings)
     """The FastAPI ingress deployment."""
-    backbone: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    backbone: BackboneSettings = Field(default_factory=BackboneSettings)
     """The shared encoder deployment that batches across tasks."""
     tasks: DeploymentSettings = Field(default_factory=DeploymentSettings)
-    """Each task deployment (credit, stock, sentiment, customer service)."""
+    """Each task deployment (credit, stock, sentiment, customer service) of the split layout, and the
+    ConversationStore's CPUs."""
+    cpu_headroom: float = Field(0.25, ge=0)
+    """CPUs left unreserved when the backbone's num_cpus is chosen automatically."""
+    access_log: bool = False
+    """One log line per request (request id, endpoint, status, ms; never bodies) from the ingress, and Ray
+    Serve's own access log. Off by default (docs/benchmarks/serve.md measures both)."""
     batch: BatchSettings = Field(default_factory=BatchSettings)
     """Cross-task batching in the backbone."""
     bf16: bool = True

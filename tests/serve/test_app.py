@@ -336,8 +336,10 @@ def test_api_keys_toggle(client, tmp_path):
 def test_scale_changes_replica_count(client):
     from serve.ops import replicas, scale
 
-    assert replicas("Sentiment") == 1
-    assert scale("Sentiment", 2) == 2
-    assert replicas("Sentiment") == 2
+    assert replicas("Ingress") == 1
+    assert scale("Ingress", 2) == 2
+    assert replicas("Ingress") == 2
     assert client.post("/v1/sentiment", json={"text": "scaled"}).status_code == 200
-    assert scale("Sentiment", 1) == 1
+    assert scale("Ingress", 1) == 1
+    with pytest.raises(ValueError, match="layout: split"):
+        scale("Sentiment", 2)  # one_hop: the tasks run in the ingress

@@ -39,6 +39,61 @@ def test_mixed_task_batch_equals_single_rows(engine):
         np.testing.assert_allclose(joint["probs"], alone["probs"], atol=1e-5)
 
 
+def test_queries_of_mixed_lengths_bucketed_equal_single_queries(engine):
+    from serve.engine import forward_groups
+    from serve.preprocess import Query
+
+    pre = engine.pre
+    texts = ["Profits rose", "Shares fell " * 30, "Outlook unchanged", "Revenue beat the forecast " * 12]
+    queries = [Query(pre.text_row(t), ("sentiment",)) for t in texts]
+    queries.append(Query(pre.credit_row({"loan_amnt": 10000, "grade": "B"}, None, None), ("credit_risk",)))
+    queries.append(Query(pre.text_row("I lost my card"), ("intent", "sentiment")))
+    groups = forward_groups(queries)
+    assert sorted(i for g in groups for i in g) == list(range(len(queries)))
+    group_of = {i: n for n, g in enumerate(groups) for i in g}
+    assert group_of[0] == group_of[2] and group_of[1] == group_of[3]  # alike lengths share a forward ...
+    assert len({group_of[0], group_of[1], group_of[4]}) == 3  # ... long texts and credit rows each apart
+    for g in groups:  # a forward pads to at most twice its shortest text
+        lengths = [len(queries[i].row.columns.get("input_ids", [])) for i in g]
+        assert max(lengths) <= 2 * max(min(lengths), 1), lengths
+    together = engine.infer(queries)
+    for q, joint in zip(queries, together, strict=True):
+        alone = engine.infer([q])[0]
+        assert set(joint["heads"]) == set(q.heads)
+        for head in q.heads:
+            np.testing.assert_allclose(joint["heads"][head]["probs"], alone["heads"][head]["probs"], atol=1e-5)
+    assert together[5]["heads"]["intent"]["embedding"].shape[0] > 0  # both heads, one forward
+
+
+def test_grad_x_input_in_the_forward_equals_model_explain(model_bundle):
+    import torch
+
+    from model.explain import explain
+    from serve.engine import Engine, collate_rows
+    from serve.preprocess import Query
+
+    eng = Engine(model_bundle, bf16=False, explain_method="grad_x_input")
+    pre = eng.pre
+    rows = [pre.text_row("Profits rose sharply this quarter"),
+            pre.credit_row({"loan_amnt": 30000, "grade": "G"}, "title: car loan", None)]
+    heads = ["sentiment", "credit_risk"]
+    out = eng.infer([Query(r, (h,), h) for r, h in zip(rows, heads, strict=True)], bucket=False)
+    for i, (row, head) in enumerate(zip(rows, heads, strict=True)):
+        alone = eng.forward([row], [head])[0]
+        np.testing.assert_allclose(out[i]["heads"][head]["probs"], alone["probs"], atol=1e-5)
+        batch = collate_rows([row], eng.layout)
+        exp = explain(eng.model, batch, head, method="grad_x_input")
+        for m, t in exp.tokens.items():
+            assert abs(out[i]["attribution"]["modalities"][m] - float(t[0].sum())) < 1e-4, (head, m)
+    words = dict(out[0]["attribution"]["words"])
+    assert list(words) == ["profits", "rose", "sharply", "this", "quarter"]
+    ref = eng.attribute([rows[1]], "credit_risk")[0]["tabular"]
+    got = out[1]["attribution"]["tabular"]
+    assert got.keys() == ref.keys()
+    torch.testing.assert_close(torch.tensor(list(got.values())), torch.tensor(list(ref.values())), atol=1e-4,
+                               rtol=1e-4)
+
+
 def test_bf16_answers_match_fp32(engine, model_bundle):
     from serve.engine import Engine, bf16_supported
 
@@ -82,7 +137,7 @@ def test_knowledge_base_covers_banking77():
     import json
 
     from actors.data_root import resolve_data_root
-    from serve.deployments import load_knowledge_base
+    from serve.tasks import load_knowledge_base
 
     kb = load_knowledge_base()
     assert len(kb) == 77 and all(e["answer"].strip() for e in kb)

@@ -81,8 +81,11 @@ class Backbone:
         torch.set_num_threads(threads)
         self.engine = Engine(model_dir, bf16=bf16, explain_method=explain_method, explain_steps=explain_steps)
         self.bucket = bucket_by_length
-        self.infer.set_max_batch_size(max_batch_size)
-        self.infer.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.wait_s = batch_wait_timeout_s
+        self._batch.set_max_batch_size(max_batch_size)
+        self._batch.set_batch_wait_timeout_s(0.0)
+        self.in_flight = 0
+        """Queries received and not yet answered (the adaptive wait reads it)."""
         self.calls = 0
         """Queries answered (one per `infer` call): what a request costs the backbone."""
         self.batch_sizes: deque[int] = deque(maxlen=10_000)
@@ -94,14 +97,24 @@ class Backbone:
                     "%d, wait %.3f s, bucketed by length: %s", torch.get_num_threads(), os.environ["OMP_NUM_THREADS"],
                     self.engine.bf16, explain_method, max_batch_size, batch_wait_timeout_s, bucket_by_length)
 
+    async def infer(self, query: Query) -> dict:
+        """One query -> Engine.infer's answer with "backbone_ms" (its whole batch's time), batched."""
+        self.calls += 1
+        self.in_flight += 1
+        try:
+            return await self._batch(query)
+        finally:
+            self.in_flight -= 1
+
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
-    async def infer(self, queries: list[Query]) -> list[dict]:
-        """Queries -> Engine.infer's answers, each with "backbone_ms" (the whole batch's time)."""
+    async def _batch(self, queries: list[Query]) -> list[dict]:
         t0 = time.perf_counter()
-        self.calls += len(queries)
         self.batch_sizes.append(len(queries))
         self.batch_hist.observe(len(queries))
         out = await asyncio.to_thread(self.engine.infer, queries, self.bucket)  # the loop keeps queueing
+        # Adaptive wait: while other queries are in flight (load), the next batch waits up to wait_s to fill;
+        # with none, a lone request starts its forward at once.
+        self._batch.set_batch_wait_timeout_s(self.wait_s if self.in_flight > len(queries) else 0.0)
         ms = ms_since(t0)
         for o in out:
             o["backbone_ms"] = ms

@@ -62,9 +62,10 @@ class BackboneSettings(DeploymentSettings):
 class BatchSettings(_Section):
     max_batch_size: int = Field(16, ge=1)
     """Most requests the backbone encodes in one forward pass."""
-    batch_wait_timeout_s: float = Field(0.0, ge=0)
-    """How long the backbone waits to fill a batch. 0: a batch is whatever queued while the previous forward
-    ran, so a lone request never waits (the forward runs off the event loop, so requests queue meanwhile)."""
+    batch_wait_timeout_s: float = Field(0.01, ge=0)
+    """Under load, how long the backbone waits to fill a batch. Adaptive: when no other query is in flight, a
+    batch starts at once (a lone request never waits); while others are, the next batch waits up to this long
+    (requests also queue during a forward, which runs off the event loop). 0: never wait."""
     bucket_by_length: bool = True
     """Split a batch into forwards by text length (powers of two) and modalities present, so one long text or
     one chart does not pad every short text of the batch."""

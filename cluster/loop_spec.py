@@ -31,6 +31,9 @@ class LoopSpec:
     pretrain_export: str = "backbone"
     trainable: str = "all"
     """Pretraining: `pretrain.trainable` ("all" or "new_vocab")."""
+    schedule: list[int] | None = None
+    """Interleaved finetuning (`finetune.task_epochs`): the stream index each step trains. None: every stream,
+    every step."""
 
     def to_dict(self) -> dict:
         return asdict(self)

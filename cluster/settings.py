@@ -164,6 +164,25 @@ class FinetuneSection(TrainerSettings):
     task), e.g. `{sentiment: 1.0, customer_service: 0.5}`. A task left out weighs 1.0. With one task a
     weight only rescales the gradient, so tune the learning rate instead."""
 
+    task_epochs: dict[TaskName, float] = Field(default_factory=dict)
+    """Interleaved multi-task finetuning: passes over each task's train data, e.g. `{customer_service: 3,
+    sentiment: 3, credit_risk: 0.2}`. Each optimizer step then trains ONE task's micro-batch, the tasks' steps
+    spread evenly through the run (cluster/task_schedule.py), so a large or costly task need not ride along on
+    every step. It sets the run's length: `epochs` and `max_steps` are not used, and every task in the run
+    needs an entry. Validation runs ceil(max of the epochs) times. Empty: every step draws one micro-batch of
+    every task and sums the losses."""
+
+    @model_validator(mode="after")
+    def _task_epochs_are_usable(self) -> FinetuneSection:
+        import math
+
+        for task, epochs in self.task_epochs.items():
+            if not math.isfinite(epochs) or epochs <= 0:
+                raise ValueError(f"finetune.task_epochs.{task} is {epochs}; use a finite number of passes > 0")
+        if self.task_epochs and self.max_steps is not None:
+            raise ValueError("finetune.task_epochs sets the run's length; leave finetune.max_steps empty")
+        return self
+
     @model_validator(mode="after")
     def _loss_weights_are_usable(self) -> FinetuneSection:
         import math

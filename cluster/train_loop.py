@@ -259,9 +259,10 @@ def train_loop_per_worker(config: dict) -> None:
         step = state["step"]
         torch.manual_seed(trainer.seed + 1_000_003 * (step + 1) + rank)  # dropout replays exactly on resume
         generator = torch.Generator().manual_seed(trainer.seed * 7 + 104_729 * (step + 1) + rank)
+        active = readers if spec.schedule is None else [readers[spec.schedule[step]]]
         for _ in range(accumulation):
             total = None
-            for reader in readers:
+            for reader in active:
                 batch = reader.next()
                 window["samples"] += _samples({k: v for k, v in batch.items() if k != "labels"})
                 window["tokens"] += _real_tokens(batch)
@@ -290,6 +291,7 @@ def train_loop_per_worker(config: dict) -> None:
                 "samples_per_s": window["samples"] * world / elapsed,
                 "tokens_per_s": window["tokens"] * world / elapsed,
                 "epoch": round(step / max(spec.steps_per_epoch, 1), 3),
+                "total_steps": spec.total_steps,
             })
             window = {"samples": 0, "tokens": 0, "t0": time.perf_counter(), "losses": {}, "counts": {}}
         improved = False

@@ -19,6 +19,7 @@ from cluster.deepspeed_config import comm_backend
 from cluster.loop_spec import LoopSpec
 from cluster.settings import TrainerSettings
 from cluster.streams import build_rank_datasets, pretrain_streams, read_manifest, task_stream
+from cluster.task_schedule import interleaved_schedule, steps_for_epochs, validation_interval
 from cluster.tasks import task_spec
 from cluster.train_loop import train_loop_per_worker
 
@@ -255,9 +256,21 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
                                                 trainer.batch_size, trainer.seed))
             validation.append({"task": task.name, "dataset": dataset, "head": task.head, "key_prefix": val.name,
                                "tabular_dataset": val.tabular_dataset, "selection_metric": task.selection_metric})
-    steps_per_epoch = max(math.ceil(max(s.micro_batches_per_epoch for s in streams)
-                                    / trainer.deepspeed.gradient_accumulation_steps), 1)
-    total = trainer.max_steps or trainer.epochs * steps_per_epoch
+    accumulation = trainer.deepspeed.gradient_accumulation_steps
+    schedule = None
+    if trainer.task_epochs:
+        unset = [t.name for t in specs if t.name not in trainer.task_epochs]
+        if unset:
+            raise ValueError(f"finetune.task_epochs has no entry for {unset}; give every task of the run its "
+                             f"passes, e.g. finetune.task_epochs.{unset[0]}=1")
+        epochs = [trainer.task_epochs[t.name] for t in specs]
+        schedule = interleaved_schedule([steps_for_epochs(e, s.micro_batches_per_epoch, accumulation)
+                                         for e, s in zip(epochs, streams, strict=True)])
+        total = len(schedule)
+        steps_per_epoch = validation_interval(total, epochs)
+    else:
+        steps_per_epoch = max(math.ceil(max(s.micro_batches_per_epoch for s in streams) / accumulation), 1)
+        total = trainer.max_steps or trainer.epochs * steps_per_epoch
     init_from = trainer.init_from or latest_pretrained(settings)
     tabular = [s.tabular_dataset for s in streams if s.tabular_dataset]
     layout = _layout_of_bundle(init_from) if init_from else None
@@ -280,6 +293,7 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
         steps_per_epoch=steps_per_epoch, tokenizer_path=str(output_dir / TOKENIZER),
         preprocessing_state={**preprocessing_state(settings, layout), "input_modalities": list(modalities or [])},
         init_from=str(Path(init_from).resolve()) if init_from else None, heads=heads, validation=validation,
+        schedule=schedule,
     )
     _fit(spec, trainer, datasets, name, storage, trainer.keep_checkpoints)
     export = Path(trainer.output_dir) / "+".join(tasks)

@@ -71,6 +71,10 @@ def _finmm_entries(settings, task, bundle, datasets, max_rows, console) -> tuple
             if d != "german_credit":
                 entries[d] = {"status": f"not measured: {exc}"}
         return entries, time.perf_counter() - start
+    for d in datasets:
+        if d not in scored and d != "german_credit":
+            entries[d] = {"status": f"not measured: {d} is not prepared under {settings.data.output_dir} "
+                                    f"(`finmm prepare --datasets {d}`, then `finmm evaluate --task {task}`)"}
     for d, item in scored.items():
         item.pop("_predictions", None)
         entries[d] = {"status": "measured", **item, "headline": ev.headline(d, item["figures"])}

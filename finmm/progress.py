@@ -87,7 +87,8 @@ def follow_training(console: Console, label: str, metrics_path: Path, total_step
 
     def on_record(record: dict) -> None:
         if isinstance(record.get("step"), int):
-            progress.update(task, completed=record["step"], info=describe(record) or "running")
+            known = {"total": record["total_steps"]} if record.get("total_steps") else {}  # set by the run
+            progress.update(task, completed=record["step"], info=describe(record) or "running", **known)
 
     tail = MetricsTail(metrics_path, on_record)
     with progress:

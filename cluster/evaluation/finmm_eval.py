@@ -116,9 +116,9 @@ def reason_code_examples(model, table: pa.Table, layout: BatchLayout, dataset: s
 def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, data_root: str | Path | None = None,
                     max_rows: int | None = None) -> dict:
     """Every EVAL.md figure of the bundle on `task`'s data sets (German Credit excluded: see `german_cv`),
-    plus the ablations and, for credit, reason codes. With `max_rows` (quick runs) only the test rows of
-    `load_rows(..., max_rows)` are scored, the same rows as the baselines. Returns {dataset: {...}};
-    predictions under "_predictions" (not JSON)."""
+    plus the ablations and, for credit, reason codes; data sets not prepared under `output_dir` are left out.
+    With `max_rows` (quick runs) only the test rows of `load_rows(..., max_rows)` are scored, the same rows as
+    the baselines. Returns {dataset: {...}}; predictions under "_predictions" (not JSON)."""
     from model.bundle import load_bundle
 
     torch.set_num_threads(2)
@@ -127,6 +127,8 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
     spec = task_spec(task)
     out: dict = {}
     for dataset in spec.datasets:
+        if not (Path(output_dir) / dataset / "manifest.json").exists():
+            continue  # not prepared here (e.g. the demo's one data set per task): the caller says so
         start = time.perf_counter()
         modalities = prepared_modalities(output_dir, dataset)
         tab = dataset if "tabular" in modalities else None

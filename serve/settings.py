@@ -54,6 +54,9 @@ class BackboneSettings(DeploymentSettings):
     """CPUs per backbone replica. Empty: what the largest node can give once the other deployments and
     `serve.cpu_headroom` are set aside, split over the replicas (1.25 on a 2-CPU machine). Never every CPU:
     Ray Data and Train tasks on the same cluster need some, and pools that reserve all CPUs hang."""
+    max_ongoing_requests: int = Field(128, ge=1)
+    """Queries a backbone replica accepts at once. Above the clients you expect: at 32 with 64 clients the
+    ingress's router held the rest back and throughput halved (17.5 req/s; 33.7 at 128)."""
     torch_threads: int | None = Field(None, ge=1)
     """torch intra-op threads in a backbone replica. Empty: num_cpus rounded up, at most the machine's cores
     (Ray gives a fractional-CPU actor OMP_NUM_THREADS=1, which would otherwise leave torch on one thread)."""

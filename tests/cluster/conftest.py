@@ -24,26 +24,31 @@ def prepared_for_training(ray_cluster, tmp_path_factory):
 
 
 @pytest.fixture
-def tiny_settings(prepared_for_training, tmp_path):
+def tiny_overrides(prepared_for_training, tmp_path) -> list[str]:
+    """The dotted overrides of a 2-worker CPU run of the tiny preset over the prepared slice (for the CLI)."""
+    return [
+        f"data.output_dir={prepared_for_training}",
+        "model.preset=tiny",
+        "model.init_from_minilm=false",
+        "model.dropout=0.0",
+        f"cluster.storage_path={tmp_path / 'runs'}",
+        f"pretrain.output_dir={tmp_path / 'pretrain'}",
+        f"finetune.output_dir={tmp_path / 'finetune'}",
+        f"pretrain.text_datasets={TRAIN_DATASETS}",
+        "pretrain.batch_size=8",
+        "finetune.batch_size=8",
+        "pretrain.log_every=5",
+        "finetune.log_every=5",
+        "pretrain.max_failures=0",
+        "finetune.max_failures=0",
+    ]
+
+
+@pytest.fixture
+def tiny_settings(tiny_overrides):
     """Settings for a 2-worker CPU run of the tiny preset over the prepared slice."""
 
     def make(*overrides: str):
-        return load_settings(None, [
-            f"data.output_dir={prepared_for_training}",
-            "model.preset=tiny",
-            "model.init_from_minilm=false",
-            "model.dropout=0.0",
-            f"cluster.storage_path={tmp_path / 'runs'}",
-            f"pretrain.output_dir={tmp_path / 'pretrain'}",
-            f"finetune.output_dir={tmp_path / 'finetune'}",
-            f"pretrain.text_datasets={TRAIN_DATASETS}",
-            "pretrain.batch_size=8",
-            "finetune.batch_size=8",
-            "pretrain.log_every=5",
-            "finetune.log_every=5",
-            "pretrain.max_failures=0",
-            "finetune.max_failures=0",
-            *overrides,
-        ])
+        return load_settings(None, [*tiny_overrides, *overrides])
 
     return make

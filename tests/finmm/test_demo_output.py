@@ -112,11 +112,18 @@ def free_port() -> int:
 
 
 @pytest.mark.timeout(1500)
-def test_a_quick_demo_fits_in_60_lines_and_its_log_holds_the_ray_output(tmp_path):
-    result = demo_cli(tmp_path, resolve_data_root(None), f"serve.http.port={free_port()}", timeout=1400)
+def test_a_quick_demo_runs_every_stage_fits_in_60_lines_and_its_log_holds_the_ray_output(tmp_path):
+    port = f"serve.http.port={free_port()}"
+    result = demo_cli(tmp_path, resolve_data_root(None), port, timeout=1200)
     terminal = result.stdout + result.stderr
     print(terminal)  # what the user saw (shown by pytest -s, and on failure)
-    assert result.returncode == 0, terminal[-4000:]
+    assert result.returncode == 0, terminal[-4000:]  # 0 = every endpoint answered
+    root = tmp_path / "artifacts" / "demo-quick"
+    for stage in ("prepare", "pretrain", "finetune", "evaluate"):
+        marker = json.loads((root / "stages" / f"{stage}.json").read_text())
+        assert all(Path(p).exists() for p in marker["outputs"]), stage
+    assert (root / "finetune" / "latest" / "model.safetensors").exists()
+    assert "Error" not in terminal.split("sample requests")[-1]
     lines = terminal.splitlines()
     assert len(lines) <= 60, f"{len(lines)} lines:\n{terminal}"
     for noise in ("[finmm] step", "pid=", "TrainingReport(", "Failed to query Ray Train Controller"):
@@ -131,4 +138,10 @@ def test_a_quick_demo_fits_in_60_lines_and_its_log_holds_the_ray_output(tmp_path
     assert "[finmm] step" in text and "pid=" in text  # the workers' own lines, forwarded by Ray
     assert "Failed to query Ray Train Controller actor state" not in text  # the cleaner is not started at all
     print(f"log file {log}: {log.stat().st_size} bytes, {len(text.splitlines())} lines")
+
+    # a second run skips the completed stages and serves again
+    log.unlink()
+    again = demo_cli(tmp_path, resolve_data_root(None), port, timeout=600)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+    assert again.stdout.count("complete from an earlier run, skipped") == 4, again.stdout
 

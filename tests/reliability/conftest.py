@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from reliability_helpers import REPO, free_port, load_file
+from reliability_helpers import free_port
 
 
 @pytest.fixture(scope="session")
-def reliability_bundle(ray_cluster, tmp_path_factory) -> Path:
-    """A tiny four-head bundle from a real 32-rows-per-split slice of the data (same code as tests/serve)."""
-    serve_fixtures = load_file(REPO / "tests" / "serve" / "conftest.py", "_finmm_serve_fixtures")
-    return serve_fixtures.build_bundle(tmp_path_factory.mktemp("reliability"))
+def reliability_bundle(served_bundle) -> Path:
+    """The tiny four-head bundle from a real 32-rows-per-split slice (the serve tests' own, built once)."""
+    return served_bundle
 
 
 @pytest.fixture(scope="module")

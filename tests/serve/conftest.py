@@ -40,8 +40,8 @@ def build_bundle(out: Path, preset: str = "tiny", init_from_minilm: bool = False
 
 
 @pytest.fixture(scope="session")
-def model_bundle(ray_cluster, tmp_path_factory) -> Path:
-    return build_bundle(tmp_path_factory.mktemp("serve"))
+def model_bundle(served_bundle) -> Path:
+    return served_bundle  # one build per session, shared with tests/reliability (tests/conftest.py)
 
 
 def free_port() -> int:

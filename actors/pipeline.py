@@ -477,8 +477,4 @@ def read_prepared(output_dir: str | Path, dataset: str, split: str) -> ray.data.
     if not folder.is_dir():
         have = sorted(p.name for p in (Path(output_dir) / dataset).glob("*") if p.is_dir())
         raise FileNotFoundError(f"no prepared split {split!r} of {dataset!r} under {output_dir} (found: {have})")
-    # One read task per shard. Ray packs files into read tasks by their size on disk, and trainers fuse the read
-    # into their shuffle's map task, so StockNet's train split (chart pixels compress ~40x: 26 MB of files,
-    # ~1 GB in memory) used to arrive as a single 993 MiB block. A shard is one written block (<= 128 MiB).
-    shards = len(list(folder.glob("*.parquet")))
-    return ray.data.read_parquet(str(folder), override_num_blocks=max(shards, 1))
+    return ray.data.read_parquet(str(folder))

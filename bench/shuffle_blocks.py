@@ -1,6 +1,6 @@
-"""The blocks a training stream's shuffle receives, and the memory it takes, with the prepared shards read as
-Ray packs them by size on disk (`packed`, what `read_prepared` did) against one read task per shard
-(`per_shard`, what it does now).
+"""The blocks a training stream's shuffle receives, and the memory it takes, with the read fused into the
+shuffle's map task (`fused`, what `cluster.streams.build_rank_datasets` did) against the read materialized
+before the shuffle (`materialized`, what it does now).
 
     .venv/bin/python bench/shuffle_blocks.py --output-dir artifacts/demo/data [--dataset stocknet]
 
@@ -37,10 +37,8 @@ from cluster.tasks import TASKS
 task = next(t for t in TASKS.values() if dataset in t.datasets)
 stream = task_stream(task.name, task.head, (dataset,), Path(output_dir))
 started = time.perf_counter()
-if mode == "packed":  # the read as it was before: Ray packs the shard files into read tasks by size on disk
-    import actors.pipeline as pipeline
-    pipeline.read_prepared = lambda out, name, split: ray.data.read_parquet(str(Path(out) / name / split))
-shards = build_rank_datasets(stream, Path(output_dir), "train", 2, 16, 0)
+shards = build_rank_datasets(stream, Path(output_dir), "train", 2, 16, 0,
+                             materialize_before_shuffle=(mode == "materialized"))
 rows = sum(sum(len(b["label"]) for b in shard.iter_batches(batch_size=256)) for shard in shards.values())
 print(f"ROWS {rows} SECONDS {time.perf_counter() - started:.1f}", flush=True)
 time.sleep(2)  # let the workers' log lines reach the driver
@@ -84,7 +82,7 @@ def main() -> None:
     folder = args.output_dir / args.dataset / "train"
     files = sorted(folder.glob("*.parquet"))
     on_disk = sum(f.stat().st_size for f in files) / 2**20
-    results = [run_mode(args.output_dir, args.dataset, mode) for mode in ("packed", "per_shard")]
+    results = [run_mode(args.output_dir, args.dataset, mode) for mode in ("fused", "materialized")]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# The blocks a training stream's shuffle receives",
@@ -99,10 +97,10 @@ def main() -> None:
         "- Peak memory: the machine's used + shared memory (the object store is shared memory) above what it was "
         "before the child started, sampled every 0.25 s",
         "",
-        "| read | rows | seconds | Ray's large-block warnings | largest block warned (MiB) | peak memory (MiB) |",
+        "| plan | rows | seconds | Ray's large-block warnings | largest block warned (MiB) | peak memory (MiB) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    names = {"packed": "files packed by size on disk (before)", "per_shard": "one read task per shard (now)"}
+    names = {"fused": "read fused into the shuffle (before)", "materialized": "read materialized first (now)"}
     for r in results:
         lines.append(f"| {names[r['mode']]} | {r['rows']:,} | {r['seconds']:.1f} | {r['warnings']} | "
                      f"{r['largest_warned_mib'] or '-'} | {r['peak_mib']:,.0f} |")

@@ -110,9 +110,16 @@ def task_stream(task_name: str, head: str, datasets: tuple[str, ...], output_dir
 
 
 def build_rank_datasets(
-    stream: StreamSpec, output_dir: Path, split: str, world_size: int, batch_size: int, seed: int
+    stream: StreamSpec, output_dir: Path, split: str, world_size: int, batch_size: int, seed: int,
+    materialize_before_shuffle: bool = True,
 ) -> dict:
-    """Read the stream's shards for `split`, shuffle once with `seed`, split equally per rank."""
+    """Read the stream's shards for `split`, shuffle once with `seed`, split equally per rank.
+
+    The read is materialized before the shuffle, as Ray advises: fused into the shuffle's map task, a read
+    task's whole output is one block, and Ray packs shard files into read tasks by their size on disk, so
+    StockNet's train split (chart pixels compress ~40x: 26 MB of files, ~1 GB in memory) arrived as a single
+    993 MiB block. Materialized, the read's output is cut into blocks of at most target_max_block_size.
+    `materialize_before_shuffle=False` keeps the fused plan (bench/shuffle_blocks.py compares the two)."""
     import ray.data
 
     from actors.pipeline import read_prepared
@@ -126,6 +133,8 @@ def build_rank_datasets(
             raise ValueError(f"{dataset}/{split} lacks columns {missing}; re-run `finmm prepare --datasets {dataset}`")
         parts.append(ds.select_columns(stream.columns))
     combined = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    if materialize_before_shuffle:
+        combined = combined.materialize()
     combined = combined.random_shuffle(seed=seed)
     shards = combined.split(world_size, equal=True)
     stream.rows_per_rank = shards[0].count()

@@ -53,40 +53,48 @@ def test_finetune_runs_at_each_zero_stage(tiny_settings, stage):
     assert any("val/financial_phrasebank/accuracy" in m for m in read_metrics(outcome.run_dir))
 
 
-def _killed_driver_run(overrides: list[str], storage: Path, after_step: int) -> Path:
-    """`finmm pretrain` in its own process (its own local Ray cluster), SIGKILLed with everything it started
-    once it has logged `after_step`; returns the run folder it leaves."""
+def _killed_driver_run(command: list[str], storage: Path, after_step: int) -> Path:
+    """A `finmm` training command in its own process (its own local Ray cluster), SIGKILLed with everything it
+    started once it has logged `after_step`; returns the run folder it leaves."""
     log = (storage.parent / "killed-driver.log").open("w")
-    driver = subprocess.Popen([sys.executable, "-m", "finmm.cli", "pretrain", *overrides], stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+    driver = subprocess.Popen([sys.executable, "-m", "finmm.cli", *command], stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
     deadline = time.monotonic() + 300
     try:
-        while not any(m.get("step", 0) >= after_step for run in storage.glob("pretrain-*") for m in
-                      _safe_metrics(run)):
+        while not any(m.get("step", 0) >= after_step for run in storage.glob("*") for m in _safe_metrics(run)):
             assert driver.poll() is None, f"the driver ended before step {after_step}: {log.name}"
             assert time.monotonic() < deadline, f"no step {after_step} within 300 s: {log.name}"
             time.sleep(0.1)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver, its Ray cluster and its workers
         driver.wait()
-    (run_dir,) = storage.glob("pretrain-*")
+    (run_dir,) = storage.glob("*")
     return run_dir
 
 
-def test_two_runs_of_20_steps_and_a_killed_driver_match_one_run_of_40(tiny_settings, tiny_overrides, tmp_path):
-    common = ["pretrain.max_steps=40", "pretrain.checkpoint_every=20", "pretrain.deepspeed.zero_stage=2"]
-    straight = pretrain(tiny_settings(*common), name="straight")
-    # the driver of a run is killed after its step-20 checkpoint, and a new driver resumes the run
+def test_a_killed_finetune_driver_resumes_to_the_uninterrupted_weights(tiny_settings, tiny_overrides, tmp_path):
+    common = ["finetune.max_steps=40", "finetune.checkpoint_every=20", "finetune.deepspeed.zero_stage=2"]
+    straight = finetune(tiny_settings(*common), ["sentiment"], name="straight")
+    # `finmm finetune`'s driver is killed after its step-20 checkpoint; a new driver resumes the run
     storage = tmp_path / "driver-runs"
-    killed = _killed_driver_run([*tiny_overrides, *common, f"cluster.storage_path={storage}"], storage, 25)
+    killed = _killed_driver_run(["finetune", "--task", "sentiment", *tiny_overrides, *common,
+                                 f"cluster.storage_path={storage}"], storage, 25)
     assert (killed / "checkpoint_0000020").is_dir()  # reported (and so complete) before step 25 began
     assert not (killed / "checkpoint_0000040").exists(), "the driver finished before it was killed"
-    resumed = pretrain(tiny_settings(*common), resume=killed)
-    assert latest_checkpoint(resumed.run_dir).name == "checkpoint_0000040"
-    for key, value in load_file(straight.model_dir / "model.safetensors").items():
-        torch.testing.assert_close(load_file(resumed.model_dir / "model.safetensors")[key], value, atol=1e-5,
-                                   rtol=0, msg=key)
+    resumed = finetune(tiny_settings(*common), ["sentiment"], resume=killed)
+    assert resumed.run_dir == killed and latest_checkpoint(killed).name == "checkpoint_0000040"
+    assert any(m.get("event") == "resumed" and m["step"] == 20 for m in read_metrics(killed))
+    # the step-40 weights of each run (the exports would be each run's best validation epoch)
+    a = load_file(latest_checkpoint(straight.run_dir) / MODEL_DIR / "model.safetensors")
+    b = load_file(latest_checkpoint(killed) / MODEL_DIR / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:  # the tolerance of the 20 + 20 = 40 test below
+        torch.testing.assert_close(b[key], a[key], atol=1e-5, rtol=0, msg=key)
 
+
+def test_two_runs_of_20_steps_match_one_run_of_40(tiny_settings):
+    common = ["pretrain.max_steps=40", "pretrain.checkpoint_every=20", "pretrain.deepspeed.zero_stage=2"]
+    straight = pretrain(tiny_settings(*common), name="straight")
     first = pretrain(tiny_settings(*common, "pretrain.stop_after_steps=20"), name="halves")
     assert latest_checkpoint(first.run_dir).name == "checkpoint_0000020"
     second = pretrain(tiny_settings(*common), resume=first.run_dir)

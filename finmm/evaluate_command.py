@@ -43,7 +43,7 @@ def find_bundle(settings, task: str, model_dir: Path | None) -> Path | None:
     return None
 
 
-def _finmm_entries(settings, task, bundle, datasets, max_rows, console) -> tuple[dict, float]:
+def _finmm_entries(settings, task, bundle, datasets, max_rows, console, ablations=True) -> tuple[dict, float]:
     """finmm's figures per data set, or a status saying why there are none."""
     from cluster.evaluation import evaluators as ev
 
@@ -65,7 +65,8 @@ def _finmm_entries(settings, task, bundle, datasets, max_rows, console) -> tuple
 
     start = time.perf_counter()
     try:
-        scored = evaluate_bundle(bundle, task, settings.data.output_dir, settings.data.root, max_rows)
+        scored = {d: item for d, item in evaluate_bundle(bundle, task, settings.data.output_dir, settings.data.root,
+                                                         max_rows, ablations).items() if d in datasets}
     except FileNotFoundError as exc:
         for d in datasets:
             if d != "german_credit":
@@ -133,9 +134,12 @@ def run_evaluate(
     quick: bool = False,
     max_test_rows: int | None = None,
     german_cv: bool = False,
+    datasets: list[str] | None = None,
+    ablations: bool = True,
 ) -> int:
-    """Baselines (always) and finmm (when a finetuned bundle exists) on `task`'s data sets; writes
-    artifacts/reports/<task>.json, <task>.md and PNG plots."""
+    """Baselines (always) and finmm (when a finetuned bundle exists) on `task`'s data sets (or those of them
+    in `datasets`); writes artifacts/reports/<task>.json, <task>.md and PNG plots. `ablations=False` skips
+    finmm's extra passes (Lending Club tabular-only, StockNet modality drops)."""
     from cluster.evaluation.baselines import run_baselines
     from cluster.evaluation.data import TASK_DATASETS, load_rows
     from cluster.evaluation.plain_finetune import recorded
@@ -161,7 +165,7 @@ def run_evaluate(
     else:
         wall = {}
     max_rows = QUICK_ROWS if quick else None
-    datasets = TASK_DATASETS[task]
+    datasets = [d for d in TASK_DATASETS[task] if datasets is None or d in datasets]
     bundle = find_bundle(settings, task, model_dir)
     results: dict = {}
     for dataset in datasets:
@@ -176,7 +180,7 @@ def run_evaluate(
         results[dataset] = {"baselines": baselines}
         wall[f"baselines_{dataset}"] = round(time.perf_counter() - t0, 2)
     finmm_rows = max_rows or max_test_rows
-    finmm, finmm_s = _finmm_entries(settings, task, bundle, datasets, finmm_rows, console)
+    finmm, finmm_s = _finmm_entries(settings, task, bundle, datasets, finmm_rows, console, ablations)
     for dataset in datasets:
         results[dataset]["finmm"] = finmm[dataset]
         results[dataset]["checksums"] = data_checksums(dataset, settings.data.output_dir, settings.data.root)

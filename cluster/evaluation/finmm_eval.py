@@ -114,11 +114,13 @@ def reason_code_examples(model, table: pa.Table, layout: BatchLayout, dataset: s
 
 
 def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, data_root: str | Path | None = None,
-                    max_rows: int | None = None) -> dict:
+                    max_rows: int | None = None, ablations: bool = True) -> dict:
     """Every EVAL.md figure of the bundle on `task`'s data sets (German Credit excluded: see `german_cv`),
     plus the ablations and, for credit, reason codes; data sets not prepared under `output_dir` are left out.
     With `max_rows` (quick runs) only the test rows of `load_rows(..., max_rows)` are scored, the same rows as
-    the baselines. Returns {dataset: {...}}; predictions under "_predictions" (not JSON)."""
+    the baselines. `ablations=False` scores each test split once: no Lending Club tabular-only pass and no
+    StockNet modality drops (each is another full pass over the split; the demo skips them).
+    Returns {dataset: {...}}; predictions under "_predictions" (not JSON)."""
     from model.bundle import load_bundle
 
     torch.set_num_threads(2)
@@ -146,13 +148,15 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
         if unused:
             item["input_modalities"] = [m for m in modalities if m not in unused]
         if dataset == "lending_club":
-            text_off = predict(bundle.model, spec.head, table, layout, tab, drop=("text", *unused))
+            text_off = (predict(bundle.model, spec.head, table, layout, tab, drop=("text", *unused))
+                        if ablations else None)
             item["figures"] = ev.evaluate_lending_club(rows, text_off, pred)
-            item["ablation_note"] = "tabular = the same model with the text modality dropped at inference"
+            if ablations:
+                item["ablation_note"] = "tabular = the same model with the text modality dropped at inference"
             item["reason_codes"] = reason_code_examples(bundle.model, table, layout, dataset)
         else:
             item["figures"] = ev.EVALUATORS[dataset](rows, pred)
-        if dataset == "stocknet":
+        if dataset == "stocknet" and ablations:
             item["ablations"] = {}
             for m in STOCK_MODALITIES:
                 if m in modalities:

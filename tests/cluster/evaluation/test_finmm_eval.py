@@ -101,6 +101,10 @@ def test_credit_risk_text_ablation_and_reason_codes(tmp_path, data_root):
     assert len(out["reason_codes"]) == 5
     for item in out["reason_codes"]:
         assert all(c["feature"].startswith("lending_club.") and c["attribution"] > 0 for c in item["reason_codes"])
+    # without the ablation pass (the demo): one pass, the same tabular + text figures, no tabular-only entry
+    once = evaluate_bundle(bundle, "credit_risk", tmp_path / "data", data_root, ablations=False)["lending_club"]
+    assert set(once["figures"]) & {"tabular", "tabular_text"} == {"tabular_text"} and "ablation_note" not in once
+    assert once["figures"]["tabular_text"]["auc"] == figures["tabular_text"]["auc"]
 
 
 def test_stock_movement_modality_ablations(tmp_path, data_root, monkeypatch):
@@ -128,6 +132,9 @@ def test_stock_movement_modality_ablations(tmp_path, data_root, monkeypatch):
     assert out["figures"]["n_test"] == n
     assert set(out["ablations"]) == {"without_text", "without_image", "without_series"}
     assert all(a["n"] == n for a in out["ablations"].values())
+    once = evaluate_bundle(bundle, "stock_movement", tmp_path / "data", data_root, max_rows=QUICK_ROWS,
+                           ablations=False)["stocknet"]
+    assert "ablations" not in once and once["figures"]["test"]["mcc"] == out["figures"]["test"]["mcc"]
 
     # the same through `finmm evaluate` (quick): finmm is measured, ablation bars drawn, the loss is stated
     from rich.console import Console

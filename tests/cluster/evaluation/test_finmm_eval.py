@@ -4,9 +4,11 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from actors.collate import BatchLayout
 from cluster.evaluation.data import load_rows
@@ -53,6 +55,30 @@ def test_evaluate_bundle_on_sentiment(tmp_path, bundle, data_root):
     assert pb["_predictions"].shape == (N, 3)
     np.testing.assert_allclose(pb["_predictions"].sum(axis=1), 1.0, rtol=1e-5)
     assert out["fincuge_finfe"]["figures"]["unseen"]["n"] <= N
+
+
+def test_length_sorted_batches_keep_each_prediction_with_its_row(tmp_path, bundle, data_root):
+    """`predict` batches rows by text length: each id's probabilities equal that row scored on its own."""
+    from model.bundle import load_bundle
+
+    rng = np.random.default_rng(1)
+    test = load_rows("financial_phrasebank", data_root, max_rows=N)
+    test = test[test["split"] == "test"]
+    _write_text_shards(tmp_path / "data", "financial_phrasebank", test["id"].tolist(), test["label"].tolist(), rng)
+    table = read_split(tmp_path / "data", "financial_phrasebank", "test")
+    model = load_bundle(bundle).model
+    with torch.no_grad():  # at its init scale an untrained model answers every row alike: widen the weights
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(p.numel()))
+    layout = BatchLayout(image_size=16)
+    together = predict(model, "sentiment", table, layout, None, batch_size=8)
+    assert list(together.index) != table["id"].to_pylist()  # the batches did run out of file order
+    ids = table["id"].to_pylist()
+    alone = pd.DataFrame([predict(model, "sentiment", table.slice(i, 1), layout, None).iloc[0] for i in range(N)],
+                         index=ids)
+    assert alone.std().max() > 0.05  # the rows' answers differ, so a misplaced prediction would show
+    np.testing.assert_allclose(together.loc[ids].to_numpy(), alone.to_numpy(), atol=2e-2)
 
 
 def test_dropping_the_only_modality_is_refused(tmp_path, bundle):

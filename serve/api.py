@@ -228,6 +228,17 @@ ENDPOINT_HEADS = {
 endpoint also needs the sentiment head (its hand-off rule reads the message's sentiment)."""
 
 
+CUSTOMER_SERVICE_OPERATION = "customer_service_v1_customer_service_post"
+"""FastAPI's own operationId for the route (stated so that the link below cannot drift from it)."""
+NEXT_TURN_LINK = {"NextTurn": {
+    "operationId": CUSTOMER_SERVICE_OPERATION,
+    "requestBody": {"conversation_id": "$response.body#/conversation_id"},
+    "description": "The next turn of the same conversation: send the answer's conversation_id back (with a new "
+                   "message), and the turn is read in the context of the previous one."}}
+"""OpenAPI link from a customer-service answer to the next turn of its conversation: a generated client learns
+the flow from /openapi.json, and schemathesis' stateful phase follows it (bench/fuzz.py)."""
+
+
 def missing_heads(endpoint: str, heads: set[str] | None) -> list[tuple[str, str]]:
     """(head, task) pairs the endpoint needs and the served model lacks; none when `heads` is None (unknown)."""
     if heads is None:
@@ -320,7 +331,8 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
                    "explain": body.explain}
         return answer(await retry_idempotent(backend.sentiment, payload), request, t0)
 
-    @app.post("/v1/customer-service", response_model=schemas.CustomerServiceResponse, tags=["tasks"])
+    @app.post("/v1/customer-service", response_model=schemas.CustomerServiceResponse, tags=["tasks"],
+              operation_id=CUSTOMER_SERVICE_OPERATION, responses={200: {"links": NEXT_TURN_LINK}})
     async def customer_service(body: customer_request, request: Request):  # type: ignore[valid-type]
         """Intent, confidence, knowledge-base answer, hand-off flag and sentiment; context per conversation_id."""
         t0 = time.perf_counter()

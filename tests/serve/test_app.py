@@ -107,6 +107,20 @@ def test_customer_service_follow_up_uses_context(client):
     assert alone["turn"] == 1 and alone["answer_source"] in ("intent", "retrieval")
 
 
+def test_openapi_links_an_answer_to_the_next_turn_of_its_conversation(client):
+    """The NextTurn link (what schemathesis' stateful phase follows, bench/fuzz.py): its target is the
+    customer-service operation, and following it as a generated client would continues the conversation."""
+    spec = client.get("/openapi.json").json()
+    operation = spec["paths"]["/v1/customer-service"]["post"]
+    (name, link), = operation["responses"]["200"]["links"].items()
+    assert name == "NextTurn" and link["operationId"] == operation["operationId"]
+    assert link["requestBody"] == {"conversation_id": "$response.body#/conversation_id"}
+    first = client.post("/v1/customer-service", json={"message": "My transfer is late", "conversation_id": "lnk-1"})
+    pointer = link["requestBody"]["conversation_id"].removeprefix("$response.body#/")
+    follow = client.post("/v1/customer-service", json={"message": "any news?", pointer: first.json()[pointer]})
+    assert follow.status_code == 200 and follow.json()["turn"] == 2 and follow.json()["conversation_id"] == "lnk-1"
+
+
 # ------------------------------------------------------------------------------------- bad input
 BAD = [
     ("malformed json", "/v1/sentiment", b'{"text": ', 422, "body"),

@@ -26,8 +26,13 @@ def prepared_for_training(ray_cluster, tmp_path_factory):
 @pytest.fixture
 def tiny_overrides(prepared_for_training, tmp_path) -> list[str]:
     """The dotted overrides of a 2-worker CPU run of the tiny preset over the prepared slice (for the CLI)."""
+    return tiny_override_list(prepared_for_training, tmp_path)
+
+
+def tiny_override_list(data_dir, tmp_path) -> list[str]:
+    """`tiny_overrides` over any prepared folder, outputs under `tmp_path` (bench/training_log_marker.py too)."""
     return [
-        f"data.output_dir={prepared_for_training}",
+        f"data.output_dir={data_dir}",
         "model.preset=tiny",
         "model.init_from_minilm=false",
         "model.dropout=0.0",

@@ -102,6 +102,9 @@ class LoadResult:
     """time.perf_counter() at the start of the run (records are relative to it)."""
     records: list[tuple[float, float, str, int]] = field(default_factory=list)
     """(start, end) in seconds from the start of the run, endpoint, HTTP status (0: no answer)."""
+    exceptions: dict[int, str] = field(default_factory=dict)
+    """Index into `records` -> the httpx exception class of a request with no answer (status 0): ConnectError
+    was never accepted; ReadError, RemoteProtocolError or ReadTimeout were sent and got no answer."""
 
     def summary(self, start: float = 0.0, end: float = float("inf"), overlapping: bool = False) -> dict:
         """Figures over the requests that started in [start, end), or with `overlapping`, that were in flight at
@@ -158,8 +161,9 @@ async def run_load(url: str, clients: int = 32, seconds: float = 60.0, seed: int
                 start = time.perf_counter() - t0
                 try:
                     status = (await client.post(path, json=body)).status_code
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     status = 0
+                    result.exceptions[len(result.records)] = type(exc).__name__
                 result.records.append((start, time.perf_counter() - t0, path, status))
 
         await asyncio.gather(*(worker(i) for i in range(clients)))

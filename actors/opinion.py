@@ -27,6 +27,7 @@ import hashlib
 import math
 import sqlite3
 import statistics
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -106,6 +107,8 @@ class OpinionStore:
             raise ValueError("retain_windows must exceed alert_history (alerts read the kept windows)")
         self.path, self.p = Path(path), params
         self.con = connect(self.path)
+        self.lock = threading.RLock()
+        """One connection, one transaction at a time: Serve runs an actor's sync methods in a thread pool."""
 
     def close(self) -> None:
         self.con.close()
@@ -113,7 +116,10 @@ class OpinionStore:
     # ------------------------------------------------------------------------------------- ingest
     def ingest(self, items: Iterable[ScoredItem], now: float | None = None) -> list[str]:
         """Add a batch in one transaction; each item's status: accepted, duplicate or late."""
-        now = time.time() if now is None else now
+        with self.lock:
+            return self._ingest(items, time.time() if now is None else now)
+
+    def _ingest(self, items: Iterable[ScoredItem], now: float) -> list[str]:
         statuses: list[str] = []
         touched: set[tuple[str, int, int]] = set()
         con = self.con
@@ -197,7 +203,8 @@ class OpinionStore:
     def series(self, ticker: str, window_s: int, t_from: float | None = None, t_to: float | None = None) -> list[dict]:
         """The index of `ticker` per window of `window_s` seconds whose start lies in [t_from, t_to], oldest
         first: start, n, mean, ew, pos_share, neg_share (non-empty windows only)."""
-        return index_series(self.con, ticker, window_s, self.p.ew_decay, t_from, t_to)
+        with self.lock:
+            return index_series(self.con, ticker, window_s, self.p.ew_decay, t_from, t_to)
 
     def latest(self, ticker: str, t: float) -> list[dict]:
         """Per window size, the index point of the window holding time `t` (after this batch)."""
@@ -210,10 +217,12 @@ class OpinionStore:
         return out
 
     def alerts(self, since: float | None = None, limit: int = 100) -> list[dict]:
-        return alerts(self.con, since, limit)
+        with self.lock:
+            return alerts(self.con, since, limit)
 
     def tickers(self) -> list[str]:
-        return [r[0] for r in self.con.execute("SELECT DISTINCT ticker FROM opinion_window ORDER BY ticker")]
+        with self.lock:
+            return [r[0] for r in self.con.execute("SELECT DISTINCT ticker FROM opinion_window ORDER BY ticker")]
 
 
 def index_series(con: sqlite3.Connection, ticker: str, window_s: int, decay: float, t_from: float | None = None,

@@ -128,3 +128,20 @@ def test_the_store_is_wal_and_daily_frame_reads_it(tmp_path):
     assert list(frame.ticker.unique()) == ["AAPL", "MSFT"] and len(frame) == 4
     assert frame.n.sum() == 12
     sqlite3.connect(tmp_path / "s.sqlite").close()
+
+
+def test_batches_from_many_threads_on_one_store_are_each_one_transaction(tmp_path):
+    """Serve runs an actor's sync methods in a thread pool: concurrent batches on the one connection must not
+    start a transaction inside another (sqlite3.OperationalError) and must all count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = _items(days=4, per_day=50)
+    s = OpinionStore(tmp_path / "s.sqlite")
+    batches = [items[i:i + 5] for i in range(0, len(items), 5)]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [x for out in pool.map(s.ingest, batches) for x in out]
+        list(pool.map(lambda _: s.series("AAPL", DAY), range(16)))
+    assert statuses == ["accepted"] * len(items)
+    whole = OpinionStore(tmp_path / "whole.sqlite")
+    whole.ingest(items)
+    assert _state(s) == _state(whole)

@@ -8,8 +8,8 @@ Signals (each from the UTC day of the trading day before t):
 - `index_ew`: its exponentially weighted score as of that day (the last non-empty window's, which an empty day
   does not change);
 - `volume`: tweets that day (0 without any), baseline 1;
-- `wordlist`: mean over that day's tweets of (pos - neg) / max(pos + neg, 1) word counts from the small
-  finance word lists below, baseline 2.
+- `wordlist`: mean over that day's tweets of VADER's compound score (the `vadersentiment` package's word
+  list), baseline 2.
 
 Labels: `ret` close-to-close (Close_t / Close_t-1 - 1, what the issue asks) and `ret_oc` open-to-close of day t.
 A UTC day ends 3 hours after the US close, so the day-(t-1) signal holds tweets written after the close of t-1:
@@ -19,7 +19,7 @@ A UTC day ends 3 hours after the US close, so the day-(t-1) signal holds tweets 
 from __future__ import annotations
 
 import math
-import re
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -31,24 +31,19 @@ from actors.opinion_stream import daily_returns, split_period, stocknet_items
 
 MIN_TICKERS = 5
 """Fewest tickers with a signal and a return for a day to count."""
-POSITIVE_WORDS = frozenset(
-    "up bull bullish buy buying long gain gains beat beats strong stronger higher high rally rallies surge surges "
-    "soar soars upgrade upgraded outperform profit profits growth record breakout rise rises rising green calls "
-    "moon rebound boost jump jumps positive win".split())
-NEGATIVE_WORDS = frozenset(
-    "down bear bearish sell selling short loss losses miss misses weak weaker lower low drop drops plunge plunges "
-    "fall falls falling downgrade downgraded underperform decline declines crash red puts lawsuit cut cuts risk "
-    "fear slump slumps negative lose".split())
-"""Baseline 2's word lists: hand-written for this evaluation (no licensed lexicon is vendored), matched on
-the preprocessed tokens."""
-_TOKEN = re.compile(r"[a-z']+")
+
+
+@lru_cache(maxsize=1)
+def _vader():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
 
 
 def wordlist_score(text: str) -> float:
-    words = _TOKEN.findall(text.lower())
-    pos = sum(w in POSITIVE_WORDS for w in words)
-    neg = sum(w in NEGATIVE_WORDS for w in words)
-    return (pos - neg) / max(pos + neg, 1)
+    """Baseline 2: VADER's compound score in [-1, 1] (Hutto & Gilbert 2014: a rated word list with rules for
+    negation, intensifiers and emoticons, made for social-media text such as StockNet's tweets)."""
+    return float(_vader().polarity_scores(text)["compound"])
 
 
 def _utc_day(ts) -> pd.Series:

@@ -1,7 +1,8 @@
 """`prepare`: raw data sets -> model-ready Parquet shards, through one Ray Data actor pool per modality.
 
 For each data set:
-  1. `load_source` reads the raw files (rows + loader rejects).
+  1. `load_source` reads the raw files (rows + loader rejects): a built-in loader, or the generic one of a data
+     set declared in config (`data.declared`; those are read first, so a bad declaration fails at once).
   2. State is fitted on the train split: the tokenizer once for all text data sets (see below), the
      tabular state and the series standardisation (`SeriesState`) per data set.
   3. `ray.data.from_arrow(rows)` (the loader's declared schema), then `map_batches` once per modality the
@@ -121,7 +122,8 @@ def _chunks(table: pa.Table, rows: int) -> list[pa.Table]:
 
 
 def text_corpora() -> list[str]:
-    """Every known data set with a text modality: the default corpora of the CJK vocabulary."""
+    """Every built-in data set with a text modality: the default corpora of the CJK vocabulary. Declared data
+    sets are not among them, so declaring one never changes the token ids of what was prepared before."""
     from actors.sources import SOURCES
 
     return [name for name, spec in SOURCES.items() if "text" in spec.modalities]
@@ -266,12 +268,13 @@ def prepare(
     Runs on the current Ray cluster (Ray Data starts a local one if none is initialised). Raises
     `actors.sources.DataError` for unreadable raw data and `ReconcileError` if rows went missing.
     """
-    from actors.sources import SOURCES, load_source
+    from actors.sources import load_source, source_specs
 
+    specs = source_specs(settings)
     names = list(datasets) if datasets is not None else list(settings.datasets)
-    unknown = [n for n in names if n not in SOURCES]
+    unknown = [n for n in names if n not in specs]
     if unknown:
-        raise ValueError(f"unknown data set(s) {unknown}; known: {list(SOURCES)}")
+        raise ValueError(f"unknown data set(s) {unknown}; known: {list(specs)}")
     report = _progress_fn(progress)
     out_root = Path(settings.output_dir)
     out_root.mkdir(parents=True, exist_ok=True)
@@ -284,8 +287,12 @@ def prepare(
             tables[name] = load_source(name, settings)
         return tables[name]
 
+    for name in names:
+        if name in settings.declared:
+            table(name)  # a declaration that does not fit its files fails before the vocabulary is read
+
     tokenizer = base_tokenizer = text_info = None
-    if any("text" in SOURCES[n].modalities for n in names):
+    if any("text" in specs[n].modalities for n in names):
         corpora = list(vocab_datasets) if vocab_datasets is not None else text_corpora()
         train_texts = [t for n in corpora for t in _train_texts(table(n).rows)]
         report("tokenizer", "build")
@@ -314,7 +321,7 @@ def prepare(
     summaries = []
     for name in names:
         summaries.append(
-            _prepare_one(name, table(name), SOURCES[name], settings, tokenizer, base_tokenizer, text_info, report)
+            _prepare_one(name, table(name), specs[name], settings, tokenizer, base_tokenizer, text_info, report)
         )
         tables.pop(name, None)  # free the raw rows once written
     return summaries
@@ -405,6 +412,7 @@ def _write_one(name, source, spec, settings, tokenizer, base_tokenizer, text_inf
             "n_written": written,
             "n_rejected": len(rejected),
             "splits": splits,
+            **({"classes": source.classes} if source.classes is not None else {}),
             "rejected": rejected_counts,
             "rejected_by_stage": {str(k): int(v) for k, v in rejected["stage"].value_counts().items()},
             "schema": schema_to_json(out_schema),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from actors.declaration import NAME_PATTERN, DatasetDeclaration
 
 DATASET_NAMES = (
     "german_credit",
@@ -16,17 +17,8 @@ DATASET_NAMES = (
     "banking77",
     "stocknet",
 )
-"""Every data set finmm knows how to load, in the order `finmm prepare` runs them."""
-
-DatasetName = Literal[
-    "german_credit",
-    "lending_club",
-    "financial_phrasebank",
-    "fincuge_finfe",
-    "fincuge_finnl",
-    "banking77",
-    "stocknet",
-]
+"""The built-in data sets (each with a loader in actors/sources/), in the order `finmm prepare` runs them.
+Declared data sets (`data.declared`) come after them."""
 
 
 class _Section(BaseModel):
@@ -92,8 +84,12 @@ class DataSection(_Section):
     """Where the raw data sets live. Empty means: $FINMM_DATA_DIR, then ./data, then ../shared/data."""
     output_dir: Path = Path("artifacts/data")
     """Where Parquet shards, manifests and rejected rows are written, one folder per data set."""
-    datasets: list[DatasetName] = Field(default_factory=lambda: list(DATASET_NAMES))
-    """The data sets `finmm prepare` processes when --datasets is not given."""
+    datasets: list[str] = Field(default_factory=lambda: list(DATASET_NAMES))
+    """The data sets `finmm prepare` processes when --datasets is not given: built-in or declared names."""
+    declared: dict[str, DatasetDeclaration] = Field(default_factory=dict)
+    """Your own data sets, by name: files, column roles, split rule and label coding (docs/data.md, "Your
+    own data"). A value may also be the path of a YAML file holding the block (relative to the current
+    directory). `finmm data infer FILE` proposes one; `finmm data check NAME` validates it."""
     max_rows_per_split: int | None = Field(None, ge=1)
     """Keep at most this many rows of each split (for quick runs and tests). Empty keeps all."""
     seed: int = 0
@@ -108,3 +104,27 @@ class DataSection(_Section):
     """Price-series windows and charts."""
     actors: ActorPoolSettings = Field(default_factory=ActorPoolSettings)
     """Ray Data actor pools, one per modality."""
+
+    @model_validator(mode="after")
+    def _names_are_known(self) -> DataSection:
+        import difflib
+        import re
+
+        for name in self.declared:
+            if name in DATASET_NAMES:
+                raise ValueError(f"data.declared.{name}: {name!r} is a built-in data set; give yours another name")
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"data.declared.{name}: a declared name is a folder name: lower-case letters, "
+                                 f"digits and underscores, starting with a letter")
+        known = self.dataset_names()
+        for name in self.datasets:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"data.datasets: unknown data set {name!r}{hint} Known: {', '.join(known)} "
+                                 f"(declare your own under data.declared)")
+        return self
+
+    def dataset_names(self) -> list[str]:
+        """Every data set this config knows: the built-ins, then the declared ones."""
+        return [*DATASET_NAMES, *self.declared]

@@ -1,8 +1,9 @@
 """Raw data-set loaders: one module per data set, each exposing a `SourceSpec` named `SPEC`.
 
-`load_source(name, settings)` resolves the data root, checks that every declared file exists (raising
-`DataFileError` naming the data set, the file and its public source otherwise), runs the loader and checks
-that every record read is accounted for (`SourceTable.check_reconciled`).
+`SOURCES` holds the built-ins; `source_specs(settings)` adds the data sets declared in config (`data.declared`,
+read by the generic loader in `declared.py`). `load_source(name, settings)` resolves the data root, checks that
+every declared file exists (raising `DataFileError` naming the data set, the file and its public source
+otherwise), runs the loader and checks that every record read is accounted for (`SourceTable.check_reconciled`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from actors.sources.base import (
     DataError,
     DataFileError,
     DataRootError,
+    DeclarationError,
     SourceSpec,
     SourceTable,
 )
@@ -46,21 +48,32 @@ __all__ = [
     "DataError",
     "DataFileError",
     "DataRootError",
+    "DeclarationError",
     "SourceSpec",
     "SourceTable",
     "load_source",
+    "source_specs",
 ]
+
+
+def source_specs(settings: DataSection) -> dict[str, SourceSpec]:
+    """The one registry: the built-in data sets, then those declared under `settings.declared`."""
+    from actors.sources.declared import declared_spec
+
+    return SOURCES | {name: declared_spec(name, block) for name, block in settings.declared.items()}
 
 
 def load_source(name: str, settings: DataSection, root: Path | None = None) -> SourceTable:
     """Load data set `name` from `root` (default: `resolve_data_root(settings.root)`)."""
     from actors.data_root import resolve_data_root
 
-    if name not in SOURCES:
-        raise DataError(f"unknown data set {name!r}; known: {', '.join(SOURCES)}")
-    spec = SOURCES[name]
+    specs = source_specs(settings)
+    if name not in specs:
+        raise DataError(f"unknown data set {name!r}; known: {', '.join(specs)} (declare your own under "
+                        f"data.declared)")
+    spec = specs[name]
     root = resolve_data_root(settings.root) if root is None else Path(root)
-    folder = root / name
+    folder = spec.folder_path(root)
     for rel in spec.required_files(root):
         spec.require_file(folder / rel)
     table = spec.load(root, settings)

@@ -52,6 +52,15 @@ class DataFileError(DataError):
         )
 
 
+class DeclarationError(DataError):
+    """A declared data set (`data.declared.<name>`) that does not match its files: what is wrong, where, and
+    how to fix it (the three parts `finmm.run_log.error_block` prints)."""
+
+    def __init__(self, what: str, where: str, fix: str):
+        self.what, self.where, self.fix = what, where, fix
+        super().__init__(f"{what} (where: {where}; how to fix: {fix})")
+
+
 @dataclass
 class SourceTable:
     """What a loader returns. See the module docstring and docs/data.md."""
@@ -62,6 +71,8 @@ class SourceTable:
     files: list[Path]
     n_read: int
     n_sliced_out: int = 0
+    classes: list[str] | None = None
+    """Class names in label-id order, where the loader knows them (declared data sets); None otherwise."""
 
     def check_reconciled(self) -> None:
         """Raise `DataError` unless every record read is accounted for, and ids are unique."""
@@ -95,7 +106,13 @@ class SourceSpec:
     load: Callable[[Path, DataSection], SourceTable] = field(compare=False)
     list_files: Callable[[Path], tuple[str, ...]] | None = field(default=None, compare=False)
     """For data sets whose file list is in their own index files (StockNet's StockTable): given the data
-    set's folder, the files it needs beyond `files`. `files` then holds the index files themselves."""
+    set's folder, the files it needs beyond `files`. `files` then holds the index files themselves.
+    Declared data sets list their globs' matches here."""
+    folder: str | None = None
+    """The data set's folder under the data root; None: its name (every built-in)."""
+
+    def folder_path(self, root: Path) -> Path:
+        return Path(root) / (self.folder or self.name)
 
     def file_error(self, path: Path, problem: str) -> DataFileError:
         return DataFileError(self.name, path, problem, self.source_url)
@@ -107,7 +124,7 @@ class SourceSpec:
 
     def required_files(self, root: Path) -> tuple[str, ...]:
         """Every file (relative to `root/<name>`) that loading reads; raises DataFileError if `files` lack one."""
-        folder = Path(root) / self.name
+        folder = self.folder_path(root)
         for rel in self.files:
             self.require_file(folder / rel)
         return self.files + (self.list_files(folder) if self.list_files else ())

@@ -1,0 +1,277 @@
+"""A data set declared in config: the user's own table, read with no Python (issue 16).
+
+A declaration lives under `data.declared.<name>` in ray_config.yaml (or in a YAML file that key names). It
+says which files to read, what each column is, how rows are split and how the label is coded;
+`actors/sources/declared.py` turns it into the same `SourceTable` the built-in loaders return. This module is
+the schema only (no pandas): every field documents itself, unknown keys are refused.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import PurePosixPath
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+"""A declared name is a folder name under data.output_dir: lower-case letters, digits, underscores."""
+
+SPLITS = ("train", "validation", "test")
+"""The split names finetuning and evaluation read (k-fold rules name theirs fold0, fold1, ...)."""
+
+
+class _Strict(BaseModel):
+    # YAML reads `1` and `2011-01-01` as an int and a date; a label or split value is compared as text
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, coerce_numbers_to_str=True)
+
+
+class FileSettings(_Strict):
+    encoding: str = "utf-8"
+    """Text encoding of CSV/TSV/JSON Lines files (any name Python's codecs know, e.g. latin-1, cp1252)."""
+    delimiter: str | None = None
+    """CSV field separator (one character). Empty: `,` for .csv, tab for .tsv/.tab."""
+    format: Literal["csv", "tsv", "parquet", "jsonl"] | None = None
+    """File format. Empty: from each file's suffix (.csv, .tsv/.tab, .parquet/.pq, .jsonl/.ndjson)."""
+    na_values: list[str] = Field(default_factory=lambda: [""])
+    """CSV/TSV cells read as missing. The default is only the empty cell, so "NA" or "None" stay text."""
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str | None) -> str | None:
+        if value is not None and len(value) != 1:
+            raise ValueError(f"the delimiter must be one character, got {value!r} (use \\t for a tab)")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r}; e.g. utf-8, latin-1, cp1252") from None
+        return value
+
+
+class ImageColumn(_Strict):
+    column: str
+    """The column holding each row's image."""
+    kind: Literal["path", "bytes", "base64"] = "path"
+    """`path`: a file path relative to the data set folder (a missing file rejects the row); `bytes`: the
+    PNG/JPEG bytes themselves (Parquet binary); `base64`: those bytes base64-encoded as text."""
+
+
+class LabelColumn(_Strict):
+    column: str
+    """The column holding the label."""
+    classes: dict[str, str] = Field(default_factory=dict)
+    """Raw value -> class name, e.g. `{"Fully Paid": good, "Charged Off": bad}`; several values may share a
+    class. A row whose value is not listed is rejected with the value's column named. Empty: every distinct
+    value seen is its own class (names = the values, sorted)."""
+    positive: str | None = None
+    """Binary tasks: the class that is 1 (the risk: default, fraud). Needs exactly two classes; the other
+    class is 0. Empty: multi-class, class ids in the order the classes first appear in `classes` (or sorted)."""
+
+    @model_validator(mode="after")
+    def _positive_is_a_class(self) -> LabelColumn:
+        names = list(dict.fromkeys(self.classes.values()))
+        if self.positive is not None and names:
+            if self.positive not in names:
+                raise ValueError(f"label.positive {self.positive!r} is not one of the classes {names}")
+            if len(names) != 2:
+                raise ValueError(f"label.positive makes the task binary, but label.classes names {len(names)} "
+                                 f"classes {names}; map the raw values onto two")
+        return self
+
+    def class_names(self) -> list[str] | None:
+        """Class names in id order, or None when they come from the data (no `classes` given)."""
+        if not self.classes:
+            return None
+        names = list(dict.fromkeys(self.classes.values()))
+        if self.positive is not None:
+            names = [n for n in names if n != self.positive] + [self.positive]
+        return names
+
+
+class ColumnSplit(_Strict):
+    kind: Literal["column"]
+    """The split is already in a column of the file."""
+    column: str
+    """The column that holds it."""
+    values: dict[str, Literal["train", "validation", "test"]] = Field(default_factory=dict)
+    """Raw value -> split, e.g. `{dev: validation}`. Values not listed must already be train, validation or
+    test; any other value rejects the row."""
+
+
+class TimeSplit(_Strict):
+    kind: Literal["time"]
+    """Cut on a date column: the past trains, the future tests."""
+    column: str
+    """The date column (anything pandas parses; set `format` for an ambiguous one). An unparseable date
+    rejects the row."""
+    test_from: date
+    """Rows dated on or after this day are test."""
+    validation_from: date | None = None
+    """Rows dated on or after this day (and before test_from) are validation. Empty: validation is the
+    `validation_buckets` share of the earlier rows, by a hash of their id."""
+    validation_buckets: int = Field(1, ge=0, le=9)
+    """With no validation_from: how many of 10 md5 buckets of the id go to validation (1 = about 10%)."""
+    format: str | None = None
+    """strftime format of the dates, e.g. `%d/%m/%Y`. Empty: pandas infers it."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeSplit:
+        if self.validation_from is not None and self.validation_from >= self.test_from:
+            raise ValueError(f"split.validation_from {self.validation_from} must be before split.test_from "
+                             f"{self.test_from}")
+        return self
+
+
+class HashSplit(_Strict):
+    kind: Literal["hash"]
+    """md5 of a column's text into buckets: the same value always lands in the same split (use a customer
+    id to keep each customer on one side)."""
+    column: str | None = None
+    """The column hashed. Empty: the row id."""
+    buckets: int = Field(10, ge=2, le=1000)
+    """Number of buckets (`int(md5(value), 16) % buckets`, as EVAL.md's splits)."""
+    test: list[int] = Field(default_factory=lambda: [0])
+    """Buckets that are test."""
+    validation: list[int] = Field(default_factory=lambda: [1])
+    """Buckets that are validation; every other bucket is train."""
+
+    @model_validator(mode="after")
+    def _buckets_fit(self) -> HashSplit:
+        bad = [b for b in self.test + self.validation if not 0 <= b < self.buckets]
+        if bad:
+            raise ValueError(f"split buckets {bad} are outside 0..{self.buckets - 1}")
+        if set(self.test) & set(self.validation):
+            raise ValueError(f"buckets {sorted(set(self.test) & set(self.validation))} are both test and validation")
+        return self
+
+
+class RandomSplit(_Strict):
+    kind: Literal["random"]
+    """A seeded random split with fractions (over the accepted rows, in file order)."""
+    fractions: dict[Literal["train", "validation", "test"], float] = Field(
+        default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
+    """Share of each split; they must sum to 1."""
+    seed: int = 0
+    """Seed of the permutation: the same seed and rows give the same split."""
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> RandomSplit:
+        if any(f < 0 for f in self.fractions.values()) or abs(sum(self.fractions.values()) - 1) > 1e-6:
+            raise ValueError(f"split.fractions {self.fractions} must be >= 0 and sum to 1")
+        return self
+
+
+class KFoldSplit(_Strict):
+    kind: Literal["kfold"]
+    """Stratified k-fold (scikit-learn's StratifiedKFold, shuffled): a row's split is `fold<k>`, the fold in
+    which it is a test row (as German Credit's)."""
+    folds: int = Field(5, ge=2, le=20)
+    """Number of folds."""
+    seed: int = 0
+    """random_state of the shuffle."""
+
+
+SplitRule = Annotated[ColumnSplit | TimeSplit | HashSplit | RandomSplit | KFoldSplit, Field(discriminator="kind")]
+
+
+class DatasetDeclaration(_Strict):
+    """One data set of the user's own: its files, the role of each column, its split and its label."""
+
+    title: str = ""
+    """A human-readable title for manifests and reports. Empty: the name."""
+    folder: str | None = None
+    """The data set's folder under the data root. Empty: the data set's name."""
+    files: list[str] = Field(min_length=1)
+    """Files or globs relative to the folder (e.g. `loans_*.csv`), read in sorted order and concatenated;
+    each needs every declared column."""
+    read: FileSettings = Field(default_factory=FileSettings)
+    """How the files are parsed (format, encoding, delimiter)."""
+    text: list[str] = Field(default_factory=list)
+    """Text columns. One column is the text as it is; several are joined as `name: value | name: value`,
+    empty values left out."""
+    numeric: list[str] = Field(default_factory=list)
+    """Numeric columns (missing is allowed; a value that is not a number rejects the row)."""
+    categorical: list[str] = Field(default_factory=list)
+    """Categorical columns, compared as text (missing is allowed)."""
+    image: ImageColumn | None = None
+    """The image column, if any."""
+    id: str | None = None
+    """The column with a unique row id. Empty: `<file>:<line or record>` is generated."""
+    label: LabelColumn
+    """The label column and its coding."""
+    split: SplitRule
+    """How rows are split into train/validation/test (or folds)."""
+    task: str | None = None
+    """The task this data set feeds (a finetune task name, e.g. credit_risk). Empty: none yet."""
+    max_invalid_share: float = Field(0.5, ge=0, le=1)
+    """A file in which more than this share of rows has a non-numeric value in one numeric column is refused
+    as a whole (the column is most likely not numeric, or the delimiter is wrong)."""
+
+    @field_validator("folder")
+    @classmethod
+    def _relative_folder(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_relative(value, "folder")
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _relative_files(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            _check_relative(pattern, "files")
+        return value
+
+    @model_validator(mode="after")
+    def _one_role_per_column(self) -> DatasetDeclaration:
+        roles: dict[str, list[str]] = {}
+        for role, columns in self.feature_columns().items():
+            for column in columns:
+                roles.setdefault(column, []).append(role)
+        roles.setdefault(self.label.column, []).append("label")
+        twice = {c: r for c, r in roles.items() if len(r) > 1}
+        if twice:
+            raise ValueError("a column can have one role only: " + "; ".join(
+                f"{c!r} is {' and '.join(r)}" for c, r in twice.items()))
+        if not (self.text or self.numeric or self.categorical or self.image):
+            raise ValueError("declare at least one input column (text, numeric, categorical or image)")
+        return self
+
+    def feature_columns(self) -> dict[str, list[str]]:
+        """The input columns by role."""
+        return {"text": list(self.text), "numeric": list(self.numeric), "categorical": list(self.categorical),
+                "image": [self.image.column] if self.image else []}
+
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities its rows carry, as in `SourceSpec.modalities`."""
+        out = []
+        if self.numeric or self.categorical:
+            out.append("tabular")
+        if self.text:
+            out.append("text")
+        if self.image:
+            out.append("image")
+        return tuple(out)
+
+    def columns_read(self) -> list[str]:
+        """Every column the files must have, in declaration order, without repeats."""
+        split_column = getattr(self.split, "column", None)
+        cols = [*self.text, *self.numeric, *self.categorical, *([self.image.column] if self.image else []),
+                *([self.id] if self.id else []), self.label.column, *([split_column] if split_column else [])]
+        return list(dict.fromkeys(cols))
+
+
+def _check_relative(path: str, key: str) -> None:
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or re.match(r"^[A-Za-z]:", path):
+        raise ValueError(f"{key} {path!r} is absolute; give it relative to the data root (data.root / "
+                         f"$FINMM_DATA_DIR), so the config works on every machine")
+    if ".." in pure.parts:
+        raise ValueError(f"{key} {path!r} leaves the data root ('..'); move the files under it")

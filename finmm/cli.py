@@ -233,6 +233,36 @@ def scale(
     raise typer.Exit(run_scale(settings, deployment, replicas, console))
 
 
+data_app = typer.Typer(help="Declare your own data set (data.declared) and check it against its files.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("infer")
+def data_infer(
+    file: Path = typer.Argument(..., help="A CSV, TSV, Parquet or JSON Lines table."),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Propose a declaration for FILE (column roles, label, split) as YAML to edit."""
+    settings = settings_or_exit(config, [])
+    from finmm.data_command import run_infer
+
+    raise typer.Exit(run_infer(settings, file, console, err_console))
+
+
+@data_app.command("check")
+def data_check(
+    name: str = typer.Argument(..., help="A declared (or built-in) data set."),
+    overrides: list[str] | None = OVERRIDES,
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Read data set NAME as `finmm prepare` would: counts per split, class balance, rejects by reason."""
+    settings = settings_or_exit(config, overrides)
+    from finmm.data_command import run_check
+
+    raise typer.Exit(run_check(settings, name, console, err_console))
+
+
 jobs_app = typer.Typer(help="Manage jobs on a running Ray cluster.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 ADDRESS_OPTION = typer.Option(None, "--address", help="Ray Jobs API address (default cluster.job_address).")

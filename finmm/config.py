@@ -14,10 +14,10 @@ import typing
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from actors.settings import DataSection
-from cluster.settings import ClusterSection, FinetuneSection, PretrainSection
+from cluster.settings import ClusterSection, FinetuneSection, PretrainSection, TaskName
 from model.settings import ModelSection
 from serve.settings import ServeSection
 
@@ -41,6 +41,18 @@ class FinMMSettings(BaseModel):
     """Ray Train + DeepSpeed settings for task finetuning."""
     serve: ServeSection = Field(default_factory=ServeSection)
     """Ray Serve deployments and the HTTP API."""
+
+    @model_validator(mode="after")
+    def _declared_tasks_are_known(self) -> FinMMSettings:
+        """A declared data set's `task` names a finetune task (the sections meet here, where they are joined)."""
+        tasks = list(typing.get_args(TaskName))
+        for name, block in self.data.declared.items():
+            if block.task is not None and block.task not in tasks:
+                close = difflib.get_close_matches(block.task, tasks, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"data.declared.{name}.task: unknown task {block.task!r}{hint} Tasks: "
+                                 f"{', '.join(tasks)}")
+        return self
 
 
 class ConfigError(Exception):
@@ -76,11 +88,43 @@ def load_settings(path: Path | str | None = None, overrides: list[str] | tuple[s
             raise ConfigError(source, ["the top level must be a mapping of sections"])
     for override in overrides:
         _apply_override(raw, override, source)
+    _read_declaration_files(raw)
     try:
         return FinMMSettings.model_validate(raw)
     except ValidationError as exc:
         override_keys = {o.split("=", 1)[0].strip() for o in overrides}
         raise ConfigError(source, [_describe(err, text, override_keys) for err in exc.errors()]) from None
+
+
+def _read_declaration_files(raw: dict) -> None:
+    """`data.declared.<name>: some/file.yaml` -> that file's mapping, checked on its own so that an error names
+    the file and its line. Relative paths are from the current directory, as every path in the config."""
+    from actors.declaration import DatasetDeclaration
+
+    declared = raw.get("data", {}).get("declared") if isinstance(raw.get("data"), dict) else None
+    if not isinstance(declared, dict):
+        return
+    for name, value in declared.items():
+        if not isinstance(value, str):
+            continue
+        path = Path(value)
+        try:
+            text = path.read_text(encoding="utf-8")
+            block = yaml.safe_load(text)
+        except OSError as exc:
+            raise ConfigError(f"data.declared.{name}", [f"cannot read the declaration file {path} "
+                                                        f"(-> {path.absolute()}): {exc.strerror or exc}"]) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+        if not isinstance(block, dict):
+            raise ConfigError(str(path), [f"the file must hold one data set declaration (a mapping), "
+                                          f"found {type(block).__name__}"])
+        try:
+            DatasetDeclaration.model_validate(block)
+        except ValidationError as exc:
+            problems = [_describe(e, text, set(), DatasetDeclaration) for e in exc.errors()]
+            raise ConfigError(str(path), problems) from None
+        declared[name] = block
 
 
 def _apply_override(raw: dict, override: str, source: str) -> None:
@@ -106,11 +150,14 @@ def _apply_override(raw: dict, override: str, source: str) -> None:
     node[parts[-1]] = value
 
 
-def _describe(err: dict, text: str, override_keys: set[str]) -> str:
+def _describe(err: dict, text: str, override_keys: set[str], root: type[BaseModel] | None = None) -> str:
+    root = root or FinMMSettings
     loc = tuple(err["loc"])
     if loc and loc[-1] == "[key]":  # a dict key (e.g. finetune.loss_weights.<task>) that is not allowed
         loc = loc[:-1]
     dotted = ".".join(str(p) for p in loc)
+    if not loc:  # a check across sections names its keys in the message itself
+        return str(err["msg"]).removeprefix("Value error, ")
     where = f"key '{dotted}'"
     if dotted in override_keys:
         where += " (from a command-line override)"
@@ -119,11 +166,11 @@ def _describe(err: dict, text: str, override_keys: set[str]) -> str:
         if line is not None:
             where += f" (line {line})"
     if err["type"] == "extra_forbidden":
-        siblings = _field_names(FinMMSettings, loc[:-1])
+        siblings = _field_names(root, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), siblings, n=1, cutoff=0.5)
         hint = f"; did you mean '{'.'.join(str(p) for p in (*loc[:-1], close[0]))}'?" if close else ""
         return f"{where}: unknown key{hint} Valid keys here: {', '.join(siblings)}."
-    expected = _expected(FinMMSettings, loc)
+    expected = _expected(root, loc)
     got = err.get("input")
     got_text = f" (got {got!r})" if not isinstance(got, dict) else ""
     return f"{where}: {err['msg']}{got_text}.{expected}"
@@ -151,12 +198,24 @@ def _yaml_line(text: str, loc: tuple) -> int | None:
 
 
 def _model_at(model_cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    current: type[BaseModel] | None = model_cls
+    """The model at `loc`, stepping through dicts of models (`data.declared.<name>`) and tagged unions (the
+    `kind` of a split rule, which pydantic puts in the error's location)."""
+    annotation: object = model_cls
     for part in loc:
-        if current is None or not isinstance(part, str) or part not in current.model_fields:
+        model = _submodel(annotation)
+        if model is not None and isinstance(part, str) and part in model.model_fields:
+            annotation = model.model_fields[part].annotation
+            continue
+        args = typing.get_args(annotation)
+        if typing.get_origin(annotation) is dict and len(args) == 2:
+            annotation = args[1]  # `part` is a key of the dict
+            continue
+        tagged = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel) and "kind" in a.model_fields
+                  and part in typing.get_args(a.model_fields["kind"].annotation)]
+        if not tagged:
             return None
-        current = _submodel(current.model_fields[part].annotation)
-    return current
+        annotation = tagged[0]
+    return _submodel(annotation)
 
 
 def _submodel(annotation: object) -> type[BaseModel] | None:
@@ -181,6 +240,9 @@ def _expected(model_cls: type[BaseModel], loc: tuple) -> str:
         return ""
     field = parent.model_fields[loc[-1]]
     annotation = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+    models = [a for a in typing.get_args(field.annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    if len(models) > 1:  # a tagged union (a split rule): name the members, not their module paths
+        annotation = " | ".join(m.__name__ for m in models)
     doc = f" {field.description}" if field.description else ""
     return f" Expected {annotation}.{doc}"
 

@@ -26,14 +26,18 @@ def run_prepare(settings: FinMMSettings, datasets: list[str] | None, console: Co
     """Returns the process exit code: 0, 1 for bad raw data, 4 when counts do not reconcile."""
     from actors.manifest import ReconcileError
     from actors.pipeline import prepare
-    from actors.sources.base import DataError
+    from actors.sources.base import DataError, DeclarationError
     from finmm.ray_runtime import ensure_ray
+    from finmm.run_log import error_block
 
     ensure_ray(settings.cluster)
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=console, transient=False) as progress:
             summaries = prepare(settings.data, datasets, progress)
+    except DeclarationError as exc:  # a declared data set that does not fit its files
+        error_block(console, exc.what, exc.where, exc.fix)
+        return 1
     except DataError as exc:
         console.print(f"[bold red]data error:[/] {exc}", highlight=False)
         return 1

@@ -64,13 +64,7 @@ def read_split(output_dir: str | Path, dataset: str, split: str, max_rows: int |
 
 def batches(table: pa.Table, layout: BatchLayout, tabular_dataset: str | None, batch_size: int = BATCH_SIZE,
             drop: Sequence[str] = ()) -> Iterator[tuple[list[str], dict]]:
-    """(row ids, model batch) per `batch_size` rows; modalities in `drop` are removed from the batch.
-
-    Rows go in order of text length, so each batch pads to a similar length (on Lending Club's test split
-    2.7x fewer token positions than in file order); the ids say which row each prediction belongs to."""
-    if "input_ids" in table.column_names:
-        lengths = pc.fill_null(pc.list_value_length(table["input_ids"]), 0)
-        table = table.take(pc.sort_indices(lengths))  # stable: ties keep file order
+    """(row ids, model batch) per `batch_size` rows in table order; modalities in `drop` are removed."""
     for start in range(0, len(table), batch_size):
         part = table.slice(start, batch_size)
         rows = {c: part[c].to_pylist() for c in part.column_names if c not in ("id",)}
@@ -84,18 +78,25 @@ def batches(table: pa.Table, layout: BatchLayout, tabular_dataset: str | None, b
 @torch.no_grad()
 def predict(model, head: str, table: pa.Table, layout: BatchLayout, tabular_dataset: str | None,
             drop: Sequence[str] = (), batch_size: int = BATCH_SIZE) -> pd.Series | pd.DataFrame:
-    """Probabilities keyed by row id: a Series (credit_risk: P(default)) or a DataFrame (class probabilities).
-    Inference runs in bf16-mixed where the CPU has native bf16 (as serving does), else fp32."""
+    """Probabilities keyed by row id, in the table's row order: a Series (credit_risk: P(default)) or a
+    DataFrame (class probabilities). Inference runs in bf16-mixed where the CPU has native bf16 (as serving
+    does), else fp32. The rows are batched in order of text length, so each batch pads to a similar length
+    (on Lending Club's test split 2.7x fewer token positions than in file order), then put back in order."""
     model.eval()
-    ids, probs = [], []
+    order = np.arange(len(table))
+    if "input_ids" in table.column_names:
+        lengths = pc.fill_null(pc.list_value_length(table["input_ids"]), 0)
+        order = pc.sort_indices(lengths).to_numpy()  # stable: ties keep file order
+    probs = []
     precision = resolve_precision("auto", use_gpu=False)  # bf16 matmuls on an AMX CPU, as the server runs
-    for batch_ids, batch in batches(table, layout, tabular_dataset, batch_size, drop):
+    for _, batch in batches(table.take(order), layout, tabular_dataset, batch_size, drop):
         if not any(batch.get(m) is not None for m in ("text", "image", "tabular", "series")):
             raise ValueError(f"dropping {list(drop)} leaves no modality in the batch")
-        ids += batch_ids
         with autocast(precision):
             probs.append(model(batch)[head]["probs"].float().numpy())
     values = np.concatenate(probs) if probs else np.zeros((0,))
+    values[order] = values.copy()  # row order[i] got prediction i
+    ids = table["id"].to_pylist()
     return pd.Series(values, index=ids) if values.ndim == 1 else pd.DataFrame(values, index=ids)
 
 

@@ -194,10 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
         ray.shutdown()
     summary = {"started": started, "clients": args.clients, "seconds_per_fault": args.seconds,
                "fault_at_s": args.at, "faults": rows}
-    print(json.dumps(summary, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2))
+    load_bench.write_summary(summary, args.json)
     return summary
 
 

@@ -235,11 +235,17 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"url": url, "clients": args.clients, "seconds": args.seconds,
                "bundle": str(bundle) if bundle else "external", "preset": args.bundle if started_app else None,
                "wall_s": round(result.wall_s, 1), **result.summary()}
-    print(json.dumps(summary, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2))
+    write_summary(summary, args.json)
     return summary
+
+
+def write_summary(summary: dict, path: str | None) -> None:
+    """Print a bench's JSON summary, and write it to `path` (its --json) when given."""
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import sys
@@ -164,10 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
                "max_uss_growth_after_warmup_pct": max((r["uss_growth_after_warmup_pct"] for r in memory), default=None),
                "serve_total_rss_mib": {"after_warmup": round(sum(r["rss_after_warmup_mib"] for r in memory), 1),
                                        "end": round(sum(r["rss_end_mib"] for r in memory), 1)}}
-    print(json.dumps(summary, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2))
+    load_bench.write_summary(summary, args.json)
     return summary
 
 

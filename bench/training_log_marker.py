@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -28,6 +27,8 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+
+from load import write_summary  # bench/load.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -140,10 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(summary, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2))
+    write_summary(summary, args.json)
     return summary
 
 

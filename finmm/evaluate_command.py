@@ -65,8 +65,8 @@ def _finmm_entries(settings, task, bundle, datasets, max_rows, console, ablation
 
     start = time.perf_counter()
     try:
-        scored = {d: item for d, item in evaluate_bundle(bundle, task, settings.data.output_dir, settings.data.root,
-                                                         max_rows, ablations).items() if d in datasets}
+        scored = evaluate_bundle(bundle, task, settings.data.output_dir, settings.data.root, max_rows, ablations,
+                                 datasets)
     except FileNotFoundError as exc:
         for d in datasets:
             if d != "german_credit":

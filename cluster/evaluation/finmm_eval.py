@@ -121,12 +121,14 @@ def reason_code_examples(model, table: pa.Table, layout: BatchLayout, dataset: s
 
 
 def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, data_root: str | Path | None = None,
-                    max_rows: int | None = None, ablations: bool = True) -> dict:
+                    max_rows: int | None = None, ablations: bool = True,
+                    datasets: Sequence[str] | None = None) -> dict:
     """Every EVAL.md figure of the bundle on `task`'s data sets (German Credit excluded: see `german_cv`),
     plus the ablations and, for credit, reason codes; data sets not prepared under `output_dir` are left out.
     With `max_rows` (quick runs) only the test rows of `load_rows(..., max_rows)` are scored, the same rows as
     the baselines. `ablations=False` scores each test split once: no Lending Club tabular-only pass and no
-    StockNet modality drops (each is another full pass over the split; the demo skips them).
+    StockNet modality drops (each is another full pass over the split; the demo skips them). `datasets`
+    keeps only those of the task's data sets.
     Returns {dataset: {...}}; predictions under "_predictions" (not JSON)."""
     from model.bundle import load_bundle
 
@@ -136,6 +138,8 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
     spec = task_spec(task)
     out: dict = {}
     for dataset in spec.datasets:
+        if datasets is not None and dataset not in datasets:
+            continue
         if not (Path(output_dir) / dataset / "manifest.json").exists():
             continue  # not prepared here (e.g. the demo's one data set per task): the caller says so
         start = time.perf_counter()

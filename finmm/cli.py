@@ -116,7 +116,7 @@ def with_recipe(recipe: Path | None, overrides: list[str] | None) -> list[str] |
     """The recipe file's keys as overrides, before the command line's own (which win)."""
     if recipe is None:
         return overrides
-    from cluster.evaluation.recipes import load_recipe
+    from evaluation.recipes import load_recipe
 
     return [*load_recipe(recipe), *(overrides or [])]
 

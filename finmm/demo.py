@@ -409,7 +409,7 @@ def _figures_table(folder: Path) -> Table | None:
     """finmm's figure next to the best baseline per data set, with plain words for the gap."""
     from rich import box
 
-    from cluster.evaluation.report import PRIMARY
+    from evaluation.report import PRIMARY
     from finmm.evaluate_command import report_figures
 
     table = Table("data set", "metric", "finmm", "best baseline", "verdict", box=box.SIMPLE_HEAD,

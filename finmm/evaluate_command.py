@@ -1,4 +1,4 @@
-"""`finmm evaluate`, `finmm report` and `finmm tune`: the driver side of cluster.evaluation."""
+"""`finmm evaluate`, `finmm report` and `finmm tune`: the driver side of evaluation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def report_dir(settings) -> Path:
 
 
 PLAIN_DIR = Path("artifacts/reports/plain_finetune")
-"""Recorded plain-MiniLM-finetune runs (`python -m cluster.evaluation.plain_finetune <dataset>`)."""
+"""Recorded plain-MiniLM-finetune runs (`python -m evaluation.plain_finetune <dataset>`)."""
 QUICK_ROWS = 300
 """Rows per split in a --quick run."""
 GERMAN_CV_RECORD = "german_credit_cv.json"
@@ -45,7 +45,7 @@ def find_bundle(settings, task: str, model_dir: Path | None) -> Path | None:
 
 def _finmm_entries(settings, task, bundle, datasets, max_rows, console, ablations=True) -> tuple[dict, float]:
     """finmm's figures per data set, or a status saying why there are none."""
-    from cluster.evaluation import evaluators as ev
+    from evaluation import evaluators as ev
 
     entries = {
         d: {
@@ -61,7 +61,7 @@ def _finmm_entries(settings, task, bundle, datasets, max_rows, console, ablation
         }
     if bundle is None:
         return entries, 0.0
-    from cluster.evaluation.finmm_eval import evaluate_bundle
+    from evaluation.finmm_eval import evaluate_bundle
 
     start = time.perf_counter()
     try:
@@ -96,9 +96,9 @@ def run_german_cv(settings, console) -> dict:
     (EVAL.md's protocol); records the entry in the report folder and returns it."""
     import json
 
-    from cluster.evaluation import evaluators as ev
-    from cluster.evaluation.finmm_eval import german_cv
-    from cluster.evaluation.report import command_line, git_commit
+    from evaluation import evaluators as ev
+    from evaluation.finmm_eval import german_cv
+    from evaluation.report import command_line, git_commit
     from finmm.ray_runtime import ensure_ray
 
     ensure_ray(settings.cluster)
@@ -140,10 +140,10 @@ def run_evaluate(
     """Baselines (always) and finmm (when a finetuned bundle exists) on `task`'s data sets (or those of them
     in `datasets`); writes artifacts/reports/<task>.json, <task>.md and PNG plots. `ablations=False` skips
     finmm's extra passes (Lending Club tabular-only, StockNet modality drops)."""
-    from cluster.evaluation.baselines import run_baselines
-    from cluster.evaluation.data import TASK_DATASETS, load_rows
-    from cluster.evaluation.plain_finetune import recorded
-    from cluster.evaluation.report import (
+    from evaluation.baselines import run_baselines
+    from evaluation.data import TASK_DATASETS, load_rows
+    from evaluation.plain_finetune import recorded
+    from evaluation.report import (
         command_line,
         data_checksums,
         git_commit,
@@ -206,7 +206,7 @@ def run_evaluate(
 
 def run_report(settings, console) -> int:
     """Gather every artifacts/reports/<task>.json into artifacts/reports/index.md."""
-    from cluster.evaluation.report import write_index
+    from evaluation.report import write_index
 
     path = write_index(report_dir(settings))
     console.print(f"wrote {path}")
@@ -218,7 +218,7 @@ def report_figures(folder: Path) -> list[tuple[str, dict, float | None, tuple[st
     for every data set of every report in `folder`."""
     import json
 
-    from cluster.evaluation.report import _primary
+    from evaluation.report import _primary
 
     out = []
     for path in sorted(Path(folder).glob("*.json")):
@@ -238,7 +238,7 @@ def report_figures(folder: Path) -> list[tuple[str, dict, float | None, tuple[st
 
 def summary_rows(folder: Path) -> list[tuple]:
     """(data set, metric, finmm, best baseline, published) per data set of every report in `folder`."""
-    from cluster.evaluation.report import PRIMARY
+    from evaluation.report import PRIMARY
 
     rows = []
     for name, entry, value, best in report_figures(folder):
@@ -259,7 +259,7 @@ def summary_rows(folder: Path) -> list[tuple]:
 def run_tune(settings, tasks: list[str], console, *, num_samples: int, max_concurrent: int) -> int:
     """Ray Tune (ASHA) over the finetune hyperparameters on the validation split; writes the best trial's
     settings as cluster/recipes/<tasks joined by +>.tuned.yaml."""
-    from cluster.evaluation.tune import tune_task
+    from evaluation.tune import tune_task
     from finmm.ray_runtime import ensure_ray
 
     ensure_ray(settings.cluster)

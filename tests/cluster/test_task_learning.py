@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cluster.evaluation.finmm_eval import bundle_layout, predict, prepared_modalities, read_split
+from evaluation.finmm_eval import bundle_layout, predict, prepared_modalities, read_split
 from cluster.metrics import binary_metrics
 from cluster.tasks import TASKS, task_spec
 from cluster.trainer import finetune

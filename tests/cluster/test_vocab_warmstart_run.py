@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cluster.evaluation.recipes import RECIPES_DIR, load_recipe
+from evaluation.recipes import RECIPES_DIR, load_recipe
 from cluster.trainer import pretrain
 from finmm.config import ConfigError, load_settings
 from model.config import FinMMConfig

@@ -8,7 +8,7 @@ import numpy as np
 from actors.data_root import resolve_data_root
 from actors.settings import DataSection
 from actors.sources import load_source
-from cluster.evaluation.finmm_eval import read_split
+from evaluation.finmm_eval import read_split
 from model.bundle import load_bundle
 from serve.preprocess import Preprocessor
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.evaluation.recipes import RECIPES_DIR, load_recipe, merge_recipe, write_recipe
-from cluster.evaluation.tune import _epoch_scores, apply_overrides, search_space, validation_score
+from evaluation.recipes import RECIPES_DIR, load_recipe, merge_recipe, write_recipe
+from evaluation.tune import _epoch_scores, apply_overrides, search_space, validation_score
 from finmm.config import load_settings
 
 
@@ -55,7 +55,7 @@ def test_validation_score_reads_the_trainer_metrics_log(tmp_path):
 
 
 def test_trials_fit_on_the_cluster():
-    from cluster.evaluation.tune import TRIAL_CPU, fit_worker_cpus
+    from evaluation.tune import TRIAL_CPU, fit_worker_cpus
 
     settings = load_settings(None, ["finetune.num_workers=2", "finetune.cpus_per_worker=1.0"])
     cpus = fit_worker_cpus(settings, max_concurrent=1, cluster_cpus=2)
@@ -66,7 +66,7 @@ def test_trials_fit_on_the_cluster():
 def test_several_tasks_search_their_loss_weights_and_score_by_the_mean(tmp_path):
     from ray.tune.search.sample import Domain
 
-    from cluster.evaluation.tune import tasks_score
+    from evaluation.tune import tasks_score
 
     settings = load_settings(None, [])
     tasks = ["sentiment", "customer_service"]

@@ -2,7 +2,7 @@
 
 Predictions are a `pd.Series` of P(positive) (binary tasks) or a `pd.DataFrame` of class probabilities
 (one column per class, in label order), indexed by the loaders' row `id`. Each evaluator takes the data set's
-rows (from `cluster.evaluation.data.load_rows`), picks the rows EVAL.md scores, aligns the predictions to them
+rows (from `evaluation.data.load_rows`), picks the rows EVAL.md scores, aligns the predictions to them
 by id (a scored row without a prediction is an error, never silently dropped) and returns a JSON-ready dict.
 The metric functions are `cluster.metrics`'; only the reliability curve is added here.
 """

@@ -1,4 +1,4 @@
-"""The opinion evaluation (cluster/evaluation/opinion.py): Qlib-style IC / Rank IC on synthetic panels, and on
+"""The opinion evaluation (evaluation/opinion.py): Qlib-style IC / Rank IC on synthetic panels, and on
 a slice of StockNet's test tweets put through a real OpinionStore."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from scipy import stats
 
 from actors.opinion import OpinionStore, ScoredItem
 from actors.opinion_stream import stocknet_items
-from cluster.evaluation.opinion import evaluate_opinion, ic_summary, signal_panel, wordlist_score
+from evaluation.opinion import evaluate_opinion, ic_summary, signal_panel, wordlist_score
 
 TICKERS = ["AAPL", "AMZN", "BAC", "GOOG", "FB", "MSFT", "JPM", "XOM", "GE", "WFC"]
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from actors.manifest import MANIFEST, sha256_file
-from cluster.evaluation import evaluators as ev
-from cluster.evaluation import plots
+from evaluation import evaluators as ev
+from evaluation import plots
 
 PRIMARY = {"german_credit": "auc_mean", "lending_club": "test AUC (richest inputs)",
            "financial_phrasebank": "accuracy", "fincuge_finfe": "accuracy", "banking77": "accuracy", "stocknet": "mcc"}

@@ -3,7 +3,7 @@
 Hyperparameters are chosen on the validation split where one exists (Lending Club, PhraseBank, FinFE,
 Banking77, StockNet) and fixed beforehand where none does (German Credit's 5-fold CV). Test rows are only
 ever predicted, never looked at for a choice. Every baseline returns its predictions keyed by row id and the
-figures of `cluster.evaluation.evaluators`, so it is scored exactly like finmm.
+figures of `evaluation.evaluators`, so it is scored exactly like finmm.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
-from cluster.evaluation import evaluators as ev
-from cluster.evaluation.data import split
+from evaluation import evaluators as ev
+from evaluation.data import split
 
 N_JOBS = 1
 """Threads LightGBM and BLAS may use. One: on the shared 2-core CI machine, more threads made a 5-fold

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from cluster.evaluation.baselines import (
+from evaluation.baselines import (
     run_baselines,
     series_features,
     stocknet_lightgbm,
@@ -14,7 +14,7 @@ from cluster.evaluation.baselines import (
     tfidf_classifier,
     tree_tabular,
 )
-from cluster.evaluation.data import load_rows
+from evaluation.data import load_rows
 
 
 def test_german_credit_baselines_cross_validated(data_root):

@@ -6,7 +6,7 @@ config file (`merge_recipe`) that `finmm finetune --config` takes as it is:
 
     finmm finetune --task sentiment --recipe cluster/recipes/sentiment.yaml
     # or merged into a full config file:
-    python -m cluster.evaluation.recipes merge ray_config.yaml cluster/recipes/sentiment.yaml -o /tmp/run.yaml
+    python -m evaluation.recipes merge ray_config.yaml cluster/recipes/sentiment.yaml -o /tmp/run.yaml
     finmm config validate /tmp/run.yaml && finmm finetune --task sentiment --config /tmp/run.yaml
 
 Recipe keys are validated against the config schema when finmm loads them, so a typo fails early with
@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 RECIPE_SECTIONS = ("pretrain", "finetune", "model")
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "cluster" / "recipes"
 
 
 def read_recipe(path: str | Path) -> dict:

@@ -5,7 +5,7 @@ Tune function trainable. The trainer scores the validation split after every epo
 to `<run_dir>/metrics.jsonl`; the trainable follows that file and reports each epoch's validation score to
 Tune, so ASHA can stop weak trials after their first epochs. The best trial's settings are written back as a
 recipe (`cluster/recipes/<tasks joined by +>.tuned.yaml`) that `finmm finetune --recipe` takes (see
-`cluster.evaluation.recipes`).
+`evaluation.recipes`).
 
 Trials are sampled with `finetune.seed`, so the same seed gives the same trials. A trial that Tune stops
 (ASHA, or its last epoch) loses its actor, and with it the nested trainer's controller; the trainer's placement
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from cluster.evaluation.recipes import RECIPES_DIR, write_recipe
+from evaluation.recipes import RECIPES_DIR, write_recipe
 from cluster.placement_groups import release_placement_group
 from cluster.tasks import task_spec
 

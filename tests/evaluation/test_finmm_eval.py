@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from actors.collate import BatchLayout
-from cluster.evaluation.data import load_rows
-from cluster.evaluation.finmm_eval import evaluate_bundle, predict, read_split
+from evaluation.data import load_rows
+from evaluation.finmm_eval import evaluate_bundle, predict, read_split
 from model.bundle import save_bundle
 from model.dummy import tiny_config
 from model.task import FinMMForTask
@@ -180,7 +180,7 @@ def test_stock_movement_modality_ablations(tmp_path, data_root, monkeypatch):
 
 
 def test_german_fold_views(tmp_path):
-    from cluster.evaluation.finmm_eval import german_fold_views
+    from evaluation.finmm_eval import german_fold_views
 
     src = tmp_path / "data" / "german_credit"
     for k in range(5):

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from cluster.evaluation.recipes import load_recipe
+from evaluation.recipes import load_recipe
 from cluster.placement_groups import PLACEMENT_GROUP_FILE
 from finmm.config import load_settings
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(900)
 SEARCH = """
 import json, sys
 import ray
-from cluster.evaluation.tune import tune_task
+from evaluation.tune import tune_task
 from finmm.config import FinMMSettings
 settings_path, work_dir, recipe_path, out_path = sys.argv[1:5]
 ray.init(address="local", num_cpus=2, include_dashboard=False)
@@ -36,7 +36,7 @@ json.dump({"metric": outcome.metric, "best_score": outcome.best_score, "best_ove
 
 
 def test_two_task_search_writes_a_recipe_that_finetune_accepts(tiny_settings, tmp_path):
-    from cluster.evaluation.tune import SCORE
+    from evaluation.tune import SCORE
 
     # seed 13 samples 4 epochs for both trials: Tune stops each at max_t while its fit() may still be
     # running, the case that used to leave the trainer's CPUs reserved and hang the next trial

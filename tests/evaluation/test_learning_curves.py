@@ -5,7 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-from cluster.evaluation.learning_curves import write
+from evaluation.learning_curves import write
 
 
 def _run(folder, values):

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from cluster.evaluation import evaluators as ev
-from cluster.evaluation.data import load_rows
+from evaluation import evaluators as ev
+from evaluation.data import load_rows
 
 
 def test_german_five_stratified_folds(data_root):

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from cluster.evaluation.data import split
+from evaluation.data import split
 
 
 @dataclass
@@ -124,7 +124,7 @@ def record(dataset: str, rows: pd.DataFrame, folder: str | Path, cfg: PlainConfi
     `finmm evaluate` then shows beside the cheap baselines (it is too slow to rerun on every evaluate)."""
     import json
 
-    from cluster.evaluation import evaluators as ev
+    from evaluation import evaluators as ev
 
     probs, summary = plain_finetune(rows, NUM_CLASSES[dataset], cfg)
     figures = ev.EVALUATORS[dataset](rows, probs)
@@ -149,7 +149,7 @@ def recorded(dataset: str, folder: str | Path) -> dict | None:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    from cluster.evaluation.data import load_rows
+    from evaluation.data import load_rows
 
     parser = argparse.ArgumentParser(description="Record the plain MiniLM finetune baseline of a text data set.")
     parser.add_argument("dataset", choices=sorted(NUM_CLASSES))

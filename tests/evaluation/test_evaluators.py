@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cluster.evaluation import evaluators as ev
+from evaluation import evaluators as ev
 
 
 def _rows(ids, splits, labels, **extra):

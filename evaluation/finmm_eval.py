@@ -2,7 +2,7 @@
 
 The test shards are read with pyarrow directly (no Ray Train), collated with the bundle's own
 `preprocessing_state["layout"]`, run through `FinMMForTask` in eval mode without gradients, and the
-probabilities are mapped back to row ids and handed to `cluster.evaluation.evaluators`, so finmm is scored
+probabilities are mapped back to row ids and handed to `evaluation.evaluators`, so finmm is scored
 exactly like the baselines. Ablations drop a modality's key from every batch at inference time (the model was
 trained with it; this measures what the trained model draws from each input, not what a model trained
 without it would reach).
@@ -25,8 +25,8 @@ import torch
 from actors.collate import BatchLayout, collate
 from actors.columns import MODALITY_COLUMNS
 from actors.manifest import MANIFEST
-from cluster.evaluation import evaluators as ev
-from cluster.evaluation.data import load_rows
+from evaluation import evaluators as ev
+from evaluation.data import load_rows
 from cluster.tasks import task_spec
 from model.precision import autocast, resolve_precision
 

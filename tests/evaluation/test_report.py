@@ -6,11 +6,11 @@ import numpy as np
 from PIL import Image
 from rich.console import Console
 
-from cluster.evaluation import evaluators as ev
-from cluster.evaluation import plots
-from cluster.evaluation.baselines import german_logistic
-from cluster.evaluation.data import load_rows
-from cluster.evaluation.report import write_index, write_task_report
+from evaluation import evaluators as ev
+from evaluation import plots
+from evaluation.baselines import german_logistic
+from evaluation.data import load_rows
+from evaluation.report import write_index, write_task_report
 
 
 def test_write_task_report_and_index(tmp_path, data_root):
@@ -36,7 +36,7 @@ def test_write_task_report_and_index(tmp_path, data_root):
 def test_finmm_loss_is_reported(tmp_path):
     baselines = [{"model": "LR", "headline": {"accuracy": 0.8}, "figures": {}, "wall_s": 1.0}]
     finmm = {"status": "measured", "headline": {"accuracy": 0.7}, "figures": {}}
-    from cluster.evaluation.report import findings
+    from evaluation.report import findings
 
     lines = findings("banking77", baselines, finmm)
     assert any(line.startswith("finmm LOSES on accuracy") for line in lines)

@@ -1,7 +1,7 @@
 """Learning curves of finished runs: each run's validation metric at every epoch end and its training loss,
 read from the run folder's metrics.jsonl, drawn as one PNG with a Markdown table beside it.
 
-    python -m cluster.evaluation.learning_curves --metric val/lending_club/auc --out docs/curves/lending_club \
+    python -m evaluation.learning_curves --metric val/lending_club/auc --out docs/curves/lending_club \
         "finmm (tabular + text)=artifacts/runs/finetune-credit_risk-..." "tabular only=artifacts/runs/..."
 """
 
@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cluster.evaluation.plots import learning_curve_plot
+from evaluation.plots import learning_curve_plot
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

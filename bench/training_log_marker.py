@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def tiny_overrides(data_dir: Path, work: Path) -> list[str]:
-    """tests/cluster/conftest.py `tiny_override_list`: the tiny 2-worker CPU run the training tests use."""
-    spec = importlib.util.spec_from_file_location("_finmm_cluster_fixtures", ROOT / "tests" / "cluster" / "conftest.py")
+    """tests/conftest.py `tiny_override_list`: the tiny 2-worker CPU run the training tests use."""
+    spec = importlib.util.spec_from_file_location("_finmm_cluster_fixtures", ROOT / "tests" / "conftest.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.tiny_override_list(data_dir, work)

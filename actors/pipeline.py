@@ -18,9 +18,12 @@ For each data set:
      write that finds the disk full raises `PrepareDiskFullError` naming the path, removes the staging folder
      and leaves the previous prepared data as it was.
 
-Tokenizer vocabulary: the CJK extension is counted over the train splits of *every* known text data set
+Tokenizer vocabulary: the CJK extension is counted over the train splits of *every* built-in text data set
 (not only those being prepared), so `<output_dir>/tokenizer.json` and the token ids in the shards are the
-same whichever subset `finmm prepare --datasets` runs. Pass `vocab_datasets` to narrow it (tests do).
+same whichever subset `finmm prepare --datasets` runs. Pass `vocab_datasets` to narrow it (tests do). Once
+built, it is kept: a later prepare, of any data set, declared ones included, tokenises with it and records its
+version (`actors.versions`) in the manifest; `rebuild_tokenizer=True` (`finmm prepare --rebuild-tokenizer`)
+builds it again.
 """
 
 from __future__ import annotations
@@ -61,7 +64,15 @@ from actors.manifest import (
 from actors.series import N_FEATURES, SeriesPreprocessor, SeriesState
 from actors.settings import DataSection
 from actors.tabular import TabularPreprocessor, TabularState, feature_columns
-from actors.text import TextPreprocessor, base_tokenizer_path, build_tokenizer, configure, unk_stats
+from actors.text import TextPreprocessor, base_tokenizer_path, build_tokenizer, configure, load_tokenizer, unk_stats
+from actors.versions import (
+    BASE,
+    BUILT,
+    manifest_tokenizer_version,
+    tabular_version,
+    tokenizer_record,
+    write_tokenizer_record,
+)
 
 __all__ = ["PrepareDiskFullError", "PrepareSummary", "ReconcileError", "prepare", "read_manifest", "read_prepared",
            "text_corpora"]
@@ -150,6 +161,76 @@ def _fit_series(rows: pd.DataFrame, settings: DataSection) -> SeriesState:
     on the driver with `series_from_bars` (the actor's own function); no train rows: the identity."""
     train = rows.loc[rows["split"] == "train", "series"] if "series" in rows.columns else []
     return SeriesState.fit(train, settings, fitted_on="train")
+
+
+TEXT_INFO_KEYS = ("base_vocab_size", "added_tokens", "vocab_size", "source", "cjk_min_frequency", "added_chars")
+
+
+def _tokenizer_for(settings, names, specs, out_root: Path, table, tables, report, vocab_datasets,
+                   rebuild: bool):
+    """The tokenizer of this prepare: -> (tokenizer, base tokenizer, text_info, record of tokenizer.json).
+
+    A tokenizer.json already in `out_root` is **kept** (unless `rebuild`, or it is only the base tokenizer written
+    for tabular-only data), whatever data sets are declared or prepared now: its vocabulary, and so the token ids
+    of every shard and bundle made from it, never change behind a user's back. A built one is counted over the
+    train text of `vocab_datasets` (default `text_corpora()`); rebuilding reports the prepared data sets it leaves
+    on the old version (training and evaluation refuse them until they are prepared again)."""
+    existing = tokenizer_record(out_root)
+    if not any("text" in specs[n].modalities for n in names):
+        if existing is None:
+            # tabular-only data (German Credit) still trains a model that needs a vocabulary: the base one; a
+            # later prepare of a text data set replaces it (these shards hold no token ids, so nothing goes stale)
+            base = configure(Tokenizer.from_file(str(base_tokenizer_path(settings.text))), settings.text.max_length)
+            _save_tokenizer(base, out_root / TOKENIZER)
+            existing = write_tokenizer_record(out_root, BASE, info={"source": str(base_tokenizer_path(settings.text))})
+        return None, None, None, existing
+    base_tokenizer = configure(Tokenizer.from_file(str(base_tokenizer_path(settings.text))), settings.text.max_length)
+    if existing is not None and existing["kind"] != BASE and not rebuild:
+        tokenizer = load_tokenizer(out_root / TOKENIZER, settings.text.max_length)
+        text_info = {k: existing[k] for k in TEXT_INFO_KEYS if k in existing}
+        text_info.setdefault("base_vocab_size", base_tokenizer.get_vocab_size(with_added_tokens=True))
+        text_info.setdefault("vocab_size", tokenizer.get_vocab_size(with_added_tokens=True))
+        text_info.setdefault("added_tokens", text_info["vocab_size"] - text_info["base_vocab_size"])
+        report("tokenizer", f"kept {existing['version']} ({existing['kind']}; `--rebuild-tokenizer` to rebuild)")
+        corpora, n_texts, record = existing.get("corpora", []), existing.get("train_texts"), existing
+    else:
+        corpora = list(vocab_datasets) if vocab_datasets is not None else text_corpora()
+        train_texts = [t for n in corpora for t in _train_texts(table(n).rows)]
+        report("tokenizer", "build")
+        tokenizer, text_info = build_tokenizer(settings, train_texts)
+        for n in corpora:
+            if n not in names:
+                tables.pop(n, None)  # loaded only for the vocabulary
+                report(n, "train text read for the vocabulary (not prepared)")
+                report(n, "done")
+        _save_tokenizer(tokenizer, out_root / TOKENIZER)
+        n_texts = len(train_texts)
+        record = write_tokenizer_record(out_root, BUILT, corpora, info=text_info | {"train_texts": n_texts})
+        if existing is not None and existing["version"] != record["version"]:
+            stale = _stale(out_root, names, record["version"])
+            if stale:
+                report("tokenizer", f"rebuilt {existing['version']} -> {record['version']}: re-prepare "
+                                    f"{', '.join(stale)} (prepared with the old one)")
+    text_info |= {
+        "corpora": corpora,
+        "train_texts": n_texts,
+        "path": str(out_root / TOKENIZER),
+        "sha256": sha256_file(out_root / TOKENIZER),
+        "version": record["version"],
+    }
+    return tokenizer, base_tokenizer, text_info, record
+
+
+def _stale(out_root: Path, preparing: Sequence[str], version: str) -> list[str]:
+    """Prepared text data sets, other than those being prepared, whose token ids are not of `version`."""
+    stale = []
+    for path in sorted(out_root.glob("*/manifest.json")):
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        name = path.parent.name
+        if (name not in preparing and "text" in manifest.get("modalities", [])
+                and manifest_tokenizer_version(out_root, manifest) != version):
+            stale.append(name)
+    return stale
 
 
 def _stage_kwargs(modality: str, spec, settings: DataSection, tokenizer, tab_state, series_state) -> dict[str, Any]:
@@ -262,11 +343,13 @@ def prepare(
     progress: ProgressFn | Any | None = None,
     *,
     vocab_datasets: Sequence[str] | None = None,
+    rebuild_tokenizer: bool = False,
 ) -> list[PrepareSummary]:
     """Prepare `datasets` (default `settings.datasets`) into `settings.output_dir`; one summary each.
 
     Runs on the current Ray cluster (Ray Data starts a local one if none is initialised). Raises
     `actors.sources.DataError` for unreadable raw data and `ReconcileError` if rows went missing.
+    A tokenizer already in `output_dir` is kept (see `_tokenizer_for`); `rebuild_tokenizer=True` builds it again.
     """
     from actors.sources import load_source, source_specs
 
@@ -291,49 +374,27 @@ def prepare(
         if name in settings.declared:
             table(name)  # a declaration that does not fit its files fails before the vocabulary is read
 
-    tokenizer = base_tokenizer = text_info = None
-    if any("text" in specs[n].modalities for n in names):
-        corpora = list(vocab_datasets) if vocab_datasets is not None else text_corpora()
-        train_texts = [t for n in corpora for t in _train_texts(table(n).rows)]
-        report("tokenizer", "build")
-        tokenizer, text_info = build_tokenizer(settings, train_texts)
-        for n in corpora:
-            if n not in names:
-                tables.pop(n, None)  # loaded only for the vocabulary
-                report(n, "train text read for the vocabulary (not prepared)")
-                report(n, "done")
-        _save_tokenizer(tokenizer, out_root / TOKENIZER)
-        text_info |= {
-            "corpora": corpora,
-            "train_texts": len(train_texts),
-            "path": str(out_root / TOKENIZER),
-            "sha256": sha256_file(out_root / TOKENIZER),
-        }
-        base_tokenizer = configure(
-            Tokenizer.from_file(str(base_tokenizer_path(settings.text))), settings.text.max_length
-        )
-    elif not (out_root / TOKENIZER).exists():
-        # tabular-only data (German Credit) still trains a model that needs a vocabulary: the base one; a later
-        # prepare of a text data set replaces it (these shards hold no token ids, so nothing goes stale)
-        base = configure(Tokenizer.from_file(str(base_tokenizer_path(settings.text))), settings.text.max_length)
-        _save_tokenizer(base, out_root / TOKENIZER)
+    tokenizer, base_tokenizer, text_info, record = _tokenizer_for(
+        settings, names, specs, out_root, table, tables, report, vocab_datasets, rebuild_tokenizer)
 
     summaries = []
     for name in names:
         summaries.append(
-            _prepare_one(name, table(name), specs[name], settings, tokenizer, base_tokenizer, text_info, report)
+            _prepare_one(name, table(name), specs[name], settings, tokenizer, base_tokenizer, text_info, report,
+                         record)
         )
         tables.pop(name, None)  # free the raw rows once written
     return summaries
 
 
-def _prepare_one(name, source, spec, settings, tokenizer, base_tokenizer, text_info, report) -> PrepareSummary:
+def _prepare_one(name, source, spec, settings, tokenizer, base_tokenizer, text_info, report,
+                 record) -> PrepareSummary:
     final = Path(settings.output_dir) / name
     staging = Path(settings.output_dir) / f".{name}.partial"
     writing = [staging]  # the path being written, for the disk-full message
     try:
         return _write_one(name, source, spec, settings, tokenizer, base_tokenizer, text_info, report,
-                          final, staging, writing)
+                          final, staging, writing, record)
     except Exception as exc:
         if not _is_disk_full(exc):
             raise
@@ -342,7 +403,7 @@ def _prepare_one(name, source, spec, settings, tokenizer, base_tokenizer, text_i
 
 
 def _write_one(name, source, spec, settings, tokenizer, base_tokenizer, text_info, report,
-               final: Path, staging: Path, writing: list[Path]) -> PrepareSummary:
+               final: Path, staging: Path, writing: list[Path], record: dict) -> PrepareSummary:
     start = time.perf_counter()
     rows: pd.DataFrame = source.rows
     shutil.rmtree(staging, ignore_errors=True)
@@ -416,6 +477,7 @@ def _write_one(name, source, spec, settings, tokenizer, base_tokenizer, text_inf
             "rejected": rejected_counts,
             "rejected_by_stage": {str(k): int(v) for k, v in rejected["stage"].value_counts().items()},
             "schema": schema_to_json(out_schema),
+            "tokenizer": {k: record[k] for k in ("version", "kind", "corpora") if k in record},
             "shapes": _shapes(modalities, settings),
             "state": _state(modalities, settings, tab_state, text_info, unk, series_state),
             "source_files": [{"path": str(p), "sha256": sha256_file(p)} for p in source.files],
@@ -466,7 +528,8 @@ def _shapes(modalities: list[str], settings: DataSection) -> dict[str, list[int]
 def _state(modalities, settings, tab_state, text_info, unk, series_state) -> dict[str, Any]:
     state: dict[str, Any] = {}
     if "tabular" in modalities:
-        state["tabular"] = json.loads(tab_state.to_json()) | {"cardinalities": tab_state.cardinalities}
+        state["tabular"] = json.loads(tab_state.to_json()) | {"cardinalities": tab_state.cardinalities,
+                                                              "version": tabular_version(tab_state)}
     if "text" in modalities:
         state["text"] = dict(text_info) | {"max_length": settings.text.max_length, "unk_rates": unk}
     if "series" in modalities:

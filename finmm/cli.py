@@ -60,6 +60,10 @@ def config_validate(path: Path = typer.Argument(Path("ray_config.yaml"), help="C
 def prepare(
     overrides: list[str] | None = OVERRIDES,
     datasets: str | None = typer.Option(None, "--datasets", help="Comma-separated data sets (default: data.datasets)."),
+    rebuild_tokenizer: bool = typer.Option(
+        False, "--rebuild-tokenizer",
+        help="Build data.output_dir/tokenizer.json again instead of keeping it; data sets prepared with the old "
+             "one must then be prepared again before training or evaluation."),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Preprocess the raw data sets into Parquet shards with one Ray Data actor pool per modality."""
@@ -67,7 +71,7 @@ def prepare(
     from finmm.prepare_command import run_prepare
 
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
-    raise typer.Exit(run_prepare(settings, names, console))
+    raise typer.Exit(run_prepare(settings, names, console, rebuild_tokenizer=rebuild_tokenizer))
 
 
 @app.command()

@@ -22,7 +22,8 @@ def summary_table(summaries) -> Table:
     return table
 
 
-def run_prepare(settings: FinMMSettings, datasets: list[str] | None, console: Console) -> int:
+def run_prepare(settings: FinMMSettings, datasets: list[str] | None, console: Console,
+                rebuild_tokenizer: bool = False) -> int:
     """Returns the process exit code: 0, 1 for bad raw data, 4 when counts do not reconcile."""
     from actors.manifest import ReconcileError
     from actors.pipeline import prepare
@@ -34,7 +35,7 @@ def run_prepare(settings: FinMMSettings, datasets: list[str] | None, console: Co
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=console, transient=False) as progress:
-            summaries = prepare(settings.data, datasets, progress)
+            summaries = prepare(settings.data, datasets, progress, rebuild_tokenizer=rebuild_tokenizer)
     except DeclarationError as exc:  # a declared data set that does not fit its files
         error_block(console, exc.what, exc.where, exc.fix)
         return 1
@@ -46,4 +47,10 @@ def run_prepare(settings: FinMMSettings, datasets: list[str] | None, console: Co
         return 4
     console.print(summary_table(summaries))
     console.print(f"shards, manifests and rejected rows are under {settings.data.output_dir}/")
+    from actors.versions import tokenizer_record
+
+    record = tokenizer_record(settings.data.output_dir)
+    if record is not None:
+        console.print(f"tokenizer {record['version']} ({record['kind']}), kept by later prepares; "
+                      "`--rebuild-tokenizer` builds it again", highlight=False)
     return 0

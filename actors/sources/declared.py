@@ -260,7 +260,7 @@ def _row_split(decl: DatasetDeclaration, df: pd.DataFrame, out: pd.DataFrame, re
         if rule.validation_from is not None:
             val = (dates >= pd.Timestamp(rule.validation_from)).to_numpy() & ~test
         else:
-            val = np.array([md5_bucket(str(i)) < rule.validation_buckets for i in out["id"]]) & ~test
+            val = np.array([md5_bucket(str(i)) < rule.validation_buckets for i in out["id"]], dtype=bool) & ~test
         out["split"] = np.where(test, "test", np.where(val, "validation", "train"))
     elif isinstance(rule, HashSplit):
         keys = list(out["id"]) if rule.column is None else _texts(df[rule.column])

@@ -57,6 +57,9 @@ STEPS = [
     ("access logs off (= the defaults)", {}, {}),
     ("RAY_SERVE_THROUGHPUT_OPTIMIZED=1", {}, {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}),
     ("RAY_SERVE_ENABLE_HA_PROXY=1 (with the row above)", {}, {"RAY_SERVE_ENABLE_HA_PROXY": "1"}),
+    ("layout fused (batcher and model in the ingress), both switches off again", {"layout": "fused"},
+     {"RAY_SERVE_THROUGHPUT_OPTIMIZED": None, "RAY_SERVE_ENABLE_HA_PROXY": None}),
+    ("layout fused + RAY_SERVE_ENABLE_HA_PROXY=1", {"layout": "fused"}, {"RAY_SERVE_ENABLE_HA_PROXY": "1"}),
 ]
 """(change, serve section overrides, Serve environment: None unsets), the environment cumulative over the rows
 above it."""
@@ -271,7 +274,7 @@ def _main_section(main: dict) -> list[str]:
              f"- Both: bf16={s['bf16']}, explanations `{s['explain_method']}` (explain: true) or none "
              "(explain: false). Baseline: `serve/baseline_app.py`, one uvicorn process, sync endpoints (its "
              "thread pool runs concurrent requests), `Engine.infer` per request, torch on every core.",
-             f"- finmm Serve: the default config (what `finmm serve` runs): layout one_hop, backbone "
+             f"- finmm Serve: the default config (what `finmm serve` runs) with layout {main.get('layout', 'one_hop')}, backbone "
              f"{s['backbone_cpus']} CPU; batches during the run: mean {s['stats']['mean_batch_size']:.1f}, max "
              f"{s['stats']['max_batch_size']}.", "",
              "| endpoint | explain | clients | baseline req/s | serve req/s | ratio | baseline p50 ms | serve p50 ms "
@@ -332,6 +335,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks/serve.md"))
     ap.add_argument("--work", default=str(ROOT / "artifacts/bench/serve"))
+    ap.add_argument("--layout", choices=("one_hop", "split", "fused"), help="serve.layout of the main comparison. "
+                                                                        "Default: the config's default (one_hop).")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-result", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -359,11 +364,13 @@ def main() -> None:
     command = "python bench/serve.py " + " ".join(sys.argv[1:])
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     if args.part in ("main", "all"):
-        section = ServeSection.model_validate(FINAL[0])
+        overrides = {**FINAL[0], **({"layout": args.layout} if args.layout else {})}
+        section = ServeSection.model_validate(overrides)
         baseline = run_baseline(bundle, section, MAIN_CELLS, args.seconds)
-        served = run_serve_child(bundle, FINAL[0], FINAL[1], MAIN_CELLS, args.seconds, work)
+        served = run_serve_child(bundle, overrides, FINAL[1], MAIN_CELLS, args.seconds, work)
         (work / "main.json").write_text(json.dumps({"date": date, "command": command, "model": model,
-                                                    "baseline": baseline, "serve": served}, indent=1))
+                                                    "layout": section.layout, "baseline": baseline,
+                                                    "serve": served}, indent=1))
     if args.part in ("steps", "all"):
         rows = []
         env: dict = {}

@@ -21,7 +21,14 @@ from ray import serve
 from ray.serve import Application
 
 from serve.api import GateState, Metrics, build_api
-from serve.deployments import Backbone, ConversationStore, TaskDeployment, backbone_caller, torch_threads
+from serve.deployments import (
+    Backbone,
+    ConversationStore,
+    InProcess,
+    TaskDeployment,
+    backbone_caller,
+    torch_threads,
+)
 from serve.preprocess import MODEL_DIR_ENV, Preprocessor, resolve_model_dir
 from serve.settings import DeploymentSettings, ServeSection
 from serve.tasks import build_tasks
@@ -117,6 +124,8 @@ class Ingress:
 
     def __init__(self, backbone, store, tasks: dict | None, model_dir: str, section: dict):
         self.section = ServeSection.model_validate(section)
+        if isinstance(backbone, dict):  # layout fused: the Backbone's class in this replica (its init arguments)
+            backbone = InProcess(Backbone.func_or_class(**backbone))
         self.pre = Preprocessor(Path(model_dir))
         self.handles = {"Backbone": backbone, "ConversationStore": store, **(tasks or {})}
         if tasks is None:
@@ -188,9 +197,16 @@ def build_app(args: AppArgs | dict | None = None) -> Application:
     model_dir = str(resolve_model_dir(args.model_dir or s.model_dir or os.environ.get(MODEL_DIR_ENV)))
     cpus = backbone_cpus(s, node_cpus())
     b = s.backbone
-    backbone = Backbone.options(**deployment_options(b, s.batch.max_batch_size, num_cpus=cpus)).bind(
-        model_dir, s.bf16, s.explain_method, s.explain_steps, s.batch.max_batch_size, s.batch.batch_wait_timeout_s,
-        torch_threads(cpus, b.torch_threads), s.batch.bucket_by_length)
+    ingress_cpus = s.ingress.num_cpus
+    backbone_args = {"model_dir": model_dir, "bf16": s.bf16, "explain_method": s.explain_method,
+                     "explain_steps": s.explain_steps, "max_batch_size": s.batch.max_batch_size,
+                     "batch_wait_timeout_s": s.batch.batch_wait_timeout_s, "bucket_by_length": s.batch.bucket_by_length}
+    if s.layout == "fused":  # the ingress replica holds the model: it gets the backbone's CPUs on top of its own
+        ingress_cpus += cpus
+        backbone = {**backbone_args, "threads": torch_threads(ingress_cpus, b.torch_threads)}
+    else:
+        backbone = Backbone.options(**deployment_options(b, s.batch.max_batch_size, num_cpus=cpus)).bind(
+            **backbone_args, threads=torch_threads(cpus, b.torch_threads))
     store_opts = {**deployment_options(s.tasks), "num_replicas": 1}
     store_opts.pop("autoscaling_config", None)
     store = ConversationStore.options(**store_opts).bind(s.max_conversations, s.conversation_ttl_s)
@@ -201,5 +217,5 @@ def build_app(args: AppArgs | dict | None = None) -> Application:
             name, backbone, store, model_dir, section) for name in TASK_DEPLOYMENTS}
     keys_config = {"api_keys_env": s.api_keys_env,
                    "api_keys_file": str(s.api_keys_file) if s.api_keys_file else None}
-    return Ingress.options(**deployment_options(s.ingress), user_config=keys_config).bind(
+    return Ingress.options(**deployment_options(s.ingress, num_cpus=ingress_cpus), user_config=keys_config).bind(
         backbone, store, tasks, model_dir, section)

@@ -18,6 +18,7 @@ docs/reliability.md).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import os
@@ -166,6 +167,25 @@ class ConversationStore:
 
     def ready(self) -> bool:
         return True
+
+
+class InProcess:
+    """A deployment class's instance in this process, called through the handle interface the ingress uses
+    (`obj.method.remote(*args)` -> awaitable): the Backbone of layout fused."""
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    def __getattr__(self, name: str):
+        method = getattr(self._obj, name)
+
+        class _Method:
+            @staticmethod
+            async def remote(*args, **kwargs):
+                out = method(*args, **kwargs)
+                return await out if inspect.isawaitable(out) else out
+
+        return _Method
 
 
 def backbone_caller(backbone):

@@ -38,15 +38,22 @@ def sha256_file(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------------------- batching
-def collate_rows(rows: list[Row], layout: BatchLayout) -> dict:
+TEXT_WIDTH_MULTIPLE = 16
+"""A served batch's text width is rounded up to a multiple of this (at most the model's positions): a bounded
+set of shapes, so the CPU kernels' per-shape caches (oneDNN primitives) stop growing after warm-up instead
+of keeping one entry per exact length (docs/reliability.md, the soak)."""
+
+
+def collate_rows(rows: list[Row], layout: BatchLayout, max_width: int | None = None) -> dict:
     """Rows of any tasks -> one model batch. Each row is collated by actors.collate (training's code), then
     the single-row batches are padded to the union of modalities: a modality a row lacks is masked out
-    (text attention 0, image/tabular present False, series mask False), which the model treats as absent."""
+    (text attention 0, image/tabular present False, series mask False), which the model treats as absent.
+    With `max_width` (the model's text positions), the text width is rounded up to TEXT_WIDTH_MULTIPLE."""
     singles = [collate({k: [v] for k, v in r.columns.items()}, layout, r.dataset) for r in rows]
-    return merge_batches(singles)
+    return merge_batches(singles, max_width)
 
 
-def merge_batches(batches: list[dict]) -> dict:
+def merge_batches(batches: list[dict], max_width: int | None = None) -> dict:
     out: dict = {}
     sizes = [next(iter(b.values()))[next(iter(next(iter(b.values()))))].shape[0] for b in batches]
     present = {m for b in batches for m in b if m in MODALITIES}
@@ -56,6 +63,8 @@ def merge_batches(batches: list[dict]) -> dict:
         ref = next(b[m] for b in batches if m in b)
         if m == "text":
             width = max(b["text"]["input_ids"].shape[1] for b in batches if "text" in b)
+            if max_width is not None:  # pad tokens are attention 0: the answers do not change
+                width = max(width, min(-(-width // TEXT_WIDTH_MULTIPLE) * TEXT_WIDTH_MULTIPLE, max_width))
             ids, att = [], []
             for b, n in zip(batches, sizes, strict=True):
                 i = b["text"]["input_ids"] if "text" in b else torch.zeros(n, 1, dtype=torch.long)
@@ -101,7 +110,7 @@ class Engine:
 
     def forward(self, rows: list[Row], heads: list[str]) -> list[dict[str, Any]]:
         """One forward pass over all rows; row i gets heads[i]'s outputs as numpy (probs, and embedding)."""
-        batch = collate_rows(rows, self.layout)
+        batch = collate_rows(rows, self.layout, self.config.text.max_positions)
         with torch.inference_mode(), self.autocast():
             out = self.model(batch)
         return [_head_output(out[head], i) for i, head in enumerate(heads)]
@@ -110,7 +119,7 @@ class Engine:
         """Attributions of head's probability for rows of one head: per modality total, per word, per
         tabular feature (reason codes). A forward of its own (plus explain_steps for integrated gradients);
         `infer` saves that forward."""
-        batch = collate_rows(rows, self.layout)
+        batch = collate_rows(rows, self.layout, self.config.text.max_positions)
         tgt = torch.tensor(target) if target is not None else None
         with self.autocast():
             exp = explain(self.model, batch, head, target=tgt, method=self.explain_method, steps=self.explain_steps)
@@ -132,7 +141,7 @@ class Engine:
 
     def _infer_group(self, queries: list[Query]) -> list[dict[str, Any]]:
         rows = [q.row for q in queries]
-        batch = collate_rows(rows, self.layout)
+        batch = collate_rows(rows, self.layout, self.config.text.max_positions)
         explained = {q.explain for q in queries} - {None}
         if explained and self.explain_method == "grad_x_input":
             outs, attributions = self._grad_x_input(batch, rows, queries)

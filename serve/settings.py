@@ -79,10 +79,13 @@ class ServeSection(_Section):
     """HTTP binding and limits."""
     model_dir: Path | None = None
     """A `save_pretrained` folder to serve. Empty serves the latest finetuned folder under artifacts/."""
-    layout: Literal["one_hop", "split"] = "one_hop"
+    layout: Literal["one_hop", "split", "fused"] = "one_hop"
     """one_hop: the ingress runs each task's pre- and post-processing itself and calls the backbone (proxy ->
     Ingress -> Backbone). split: one deployment per task between them (proxy -> Ingress -> task -> Backbone),
-    for multi-node installs where tasks scale apart; one hop more per request."""
+    for multi-node installs where tasks scale apart; one hop more per request. fused: the backbone's batcher
+    and model run inside each ingress replica (proxy -> Ingress), no hop to a backbone replica; for small
+    nodes, where every process and hop takes CPU from the forward (docs/benchmarks/serve.md); the ingress
+    replica then gets the backbone's CPUs and torch threads, and scaling the ingress scales model copies."""
     ingress: IngressSettings = Field(default_factory=IngressSettings)
     """The FastAPI ingress deployment."""
     backbone: BackboneSettings = Field(default_factory=BackboneSettings)

@@ -1,6 +1,6 @@
 """The serving paths of issue 17 over real HTTP on 127.0.0.1: length-bucketed batches, one backbone call per
-customer-service answer, 503 for a head the bundle lacks (one deployment for the module, of a bundle without
-the credit and stock heads), and `finmm serve` stopping on SIGTERM under load without losing a request."""
+customer-service answer, 503 for a head the bundle lacks (one deployment per layout, one_hop and fused, of a
+bundle without the credit and stock heads), and `finmm serve` stopping on SIGTERM under load without losing a request."""
 
 from __future__ import annotations
 
@@ -45,15 +45,17 @@ def without_heads(bundle: Path, out: Path, dropped: tuple[str, ...]) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def url(ray_cluster, model_bundle, tmp_path_factory):
+@pytest.fixture(scope="module", params=["one_hop", "fused"])
+def url(request, ray_cluster, model_bundle, tmp_path_factory):
+    """The graph in each layout: one_hop (Ingress -> Backbone replica) and fused (the batcher and model in the
+    ingress replica), so every test below holds for both."""
     from ray import serve
 
     from serve.ops import deploy, serve_config
     from serve.settings import ServeSection
     bundle = without_heads(model_bundle, tmp_path_factory.mktemp("headless") / "bundle", DROPPED)
     port = free_port()
-    deploy(serve_config(ServeSection(http={"host": "127.0.0.1", "port": port}), bundle))
+    deploy(serve_config(ServeSection(layout=request.param, http={"host": "127.0.0.1", "port": port}), bundle))
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 

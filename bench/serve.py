@@ -247,14 +247,14 @@ def _cpu() -> str:
 
 
 def write_report(path: Path, work: Path) -> None:
-    main = json.loads((work / "main.json").read_text()) if (work / "main.json").exists() else None
+    mains = [json.loads(p.read_text()) for p in sorted(work.glob("main*.json"))]  # main.json = the default
     steps = json.loads((work / "steps.json").read_text()) if (work / "steps.json").exists() else None
     lines = ["# Serve benchmark: Ray Serve app vs plain FastAPI + uvicorn", "",
              f"- Machine: {os.cpu_count()} CPUs ({_cpu()}), Python {platform.python_version()}, no GPU; the load "
              "generator runs on the same 2 cores.",
              "- Closed loop: each client sends its next request when the previous answer arrives; up to 8 warm-up "
              "requests per cell, then the cell's seconds.", ""]
-    if main:
+    for main in mains:
         lines += _main_section(main)
     if steps:
         lines += _steps_section(steps)
@@ -268,7 +268,7 @@ def write_report(path: Path, work: Path) -> None:
 
 def _main_section(main: dict) -> list[str]:
     s, b = main["serve"], main["baseline"]
-    lines = ["## Side by side", "",
+    lines = [f"## Side by side: layout {main.get('layout', 'one_hop')}", "",
              f"- Date: {main['date']}; command: `{main['command']}`",
              f"- Model: {main['model']}",
              f"- Both: bf16={s['bf16']}, explanations `{s['explain_method']}` (explain: true) or none "
@@ -368,7 +368,8 @@ def main() -> None:
         section = ServeSection.model_validate(overrides)
         baseline = run_baseline(bundle, section, MAIN_CELLS, args.seconds)
         served = run_serve_child(bundle, overrides, FINAL[1], MAIN_CELLS, args.seconds, work)
-        (work / "main.json").write_text(json.dumps({"date": date, "command": command, "model": model,
+        name = f"main-{args.layout}.json" if args.layout else "main.json"  # one file per layout measured
+        (work / name).write_text(json.dumps({"date": date, "command": command, "model": model,
                                                     "layout": section.layout, "baseline": baseline,
                                                     "serve": served}, indent=1))
     if args.part in ("steps", "all"):

@@ -14,6 +14,7 @@ from actors.collate import BatchLayout
 from actors.manifest import TOKENIZER
 from actors.settings import DATASET_NAMES
 from actors.tabular import TabularState
+from actors.versions import bundle_versions, check_init_bundle, check_prepared
 from cluster.checkpoints import BEST_MODEL_DIR, MODEL_DIR, SELECTION_FILE, copy_model_folder, latest_checkpoint
 from cluster.deepspeed_config import comm_backend
 from cluster.loop_spec import LoopSpec
@@ -66,6 +67,13 @@ def _layout_of_bundle(folder: Path) -> BatchLayout | None:
     return BatchLayout.from_dict(layout) if layout else None
 
 
+def _bundle_state(folder: Path) -> dict | None:
+    from model.bundle import PREPROCESSING_FILE
+
+    path = Path(folder) / PREPROCESSING_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def preprocessing_state(settings, layout: BatchLayout) -> dict:
     """What serving needs to preprocess a request exactly like training did (saved in the bundle)."""
     data = settings.data
@@ -73,7 +81,8 @@ def preprocessing_state(settings, layout: BatchLayout) -> dict:
     for name in DATASET_NAMES:
         if (Path(data.output_dir) / name / "manifest.json").exists():
             states[name] = read_manifest(data.output_dir, name).get("state", {})
-    return {"layout": layout.to_dict(), "datasets": states, "data": data.model_dump(mode="json")}
+    return {"layout": layout.to_dict(), "datasets": states, "data": data.model_dump(mode="json"),
+            "versions": bundle_versions(data.output_dir, [b.dataset for b in layout.tabular])}
 
 
 def _vocab_size(tokenizer_path: Path) -> int:
@@ -199,6 +208,7 @@ def pretrain(settings, resume: Path | None = None, name: str | None = None) -> T
     trainer, data = settings.pretrain, settings.data
     output_dir = Path(data.output_dir).resolve()
     streams = pretrain_streams(trainer, output_dir)
+    check_prepared(output_dir, [d for s in streams for d in s.datasets])  # token ids of today's tokenizer
     layout = batch_layout(settings, [s.tabular_dataset for s in streams if s.tabular_dataset])
     datasets: dict = {}
     for stream in streams:
@@ -283,6 +293,9 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
             f"not {missing}; finetune from a model pretrained on them (pretrain.tabular_datasets) or set "
             "finetune.init_from to another bundle"
         )
+    check_prepared(output_dir, [d for s in streams for d in s.datasets])  # token ids of today's tokenizer
+    if init_from:  # trained with the same tokenizer and fitted tabular state as these shards
+        check_init_bundle(output_dir, init_from, _bundle_state(init_from))
     _, resume_name, resume_storage = _resolve_resume(resume)  # raises if the run has no checkpoint
     storage = resume_storage or Path(settings.cluster.storage_path).resolve()
     name = resume_name or name or _run_name("finetune", "+".join(tasks))

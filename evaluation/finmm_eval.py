@@ -25,9 +25,10 @@ import torch
 from actors.collate import BatchLayout, collate
 from actors.columns import MODALITY_COLUMNS
 from actors.manifest import MANIFEST
+from actors.versions import check_bundle_data
+from cluster.tasks import task_spec
 from evaluation import evaluators as ev
 from evaluation.data import load_rows
-from cluster.tasks import task_spec
 from model.precision import autocast, resolve_precision
 
 BATCH_SIZE = 64
@@ -142,6 +143,7 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
             continue
         if not (Path(output_dir) / dataset / "manifest.json").exists():
             continue  # not prepared here (e.g. the demo's one data set per task): the caller says so
+        check_bundle_data(output_dir, model_dir, bundle.preprocessing_state, dataset)  # same tokenizer, same state
         start = time.perf_counter()
         modalities = prepared_modalities(output_dir, dataset)
         tab = dataset if "tabular" in modalities else None

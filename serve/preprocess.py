@@ -21,6 +21,7 @@ from actors.series import SeriesRejected, SeriesState
 from actors.settings import DataSection
 from actors.tabular import TabularRejected, TabularState
 from actors.text import TextRejected, encode_text, load_tokenizer
+from actors.versions import check_bundle_tokenizer
 
 PREPROCESSING_FILE = "preprocessing_state.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -104,11 +105,12 @@ class Preprocessor:
         """actors.collate.BatchLayout as a dict (the class is not imported here: it pulls in torch)."""
         self.data = DataSection.model_validate(state.get("data", {}))
         self.datasets: dict[str, dict] = state.get("datasets", {})
+        check_bundle_tokenizer(model_dir, state)  # the tokenizer.json the model was trained with
         self.tokenizer = load_tokenizer(model_dir / TOKENIZER_FILE, self.data.text.max_length)
         self.tabular: dict[str, TabularState] = {}
         for name, ds in self.datasets.items():
             if ds.get("tabular"):
-                self.tabular[name] = TabularState(**{k: v for k, v in ds["tabular"].items() if k != "cardinalities"})
+                self.tabular[name] = TabularState.from_dict(ds["tabular"])  # extra keys (version, ...) ignored
         self.series: SeriesState = self._series_state()
         """The stock endpoint's series standardisation, as the training shards were standardised."""
         tabular_in_layout = [b["dataset"] for b in self.layout_dict.get("tabular", [])]

@@ -210,7 +210,9 @@ class DatasetDeclaration(_Strict):
     split: SplitRule
     """How rows are split into train/validation/test (or folds)."""
     task: str | None = None
-    """The task this data set feeds (a finetune task name, e.g. credit_risk). Empty: none yet."""
+    """The task this data set feeds: a built-in one (e.g. credit_risk) or one under data.tasks. It joins that
+    task's data sets: `finmm finetune --task <task>` trains on it, `finmm evaluate` scores it and the task's
+    endpoint serves it. Empty: none yet."""
     max_invalid_share: float = Field(0.5, ge=0, le=1)
     """A file in which more than this share of rows has a non-numeric value in one numeric column is refused
     as a whole (the column is most likely not numeric, or the delimiter is wrong)."""
@@ -268,6 +270,15 @@ class DatasetDeclaration(_Strict):
         return list(dict.fromkeys(cols))
 
 
+def join_text(columns: list[str], values: list[str | None]) -> str:
+    """A row's text from its text columns: one column as it is; several as `name: value | name: value`, empty
+    values left out (training's rule; the served endpoint applies the same one to a request's fields)."""
+    parts = [(v or "").strip() for v in values]
+    if len(columns) == 1:
+        return parts[0]
+    return " | ".join(f"{c}: {v}" for c, v in zip(columns, parts, strict=True) if v)
+
+
 def _check_relative(path: str, key: str) -> None:
     pure = PurePosixPath(path)
     if pure.is_absolute() or re.match(r"^[A-Za-z]:", path):
@@ -275,3 +286,55 @@ def _check_relative(path: str, key: str) -> None:
                          f"$FINMM_DATA_DIR), so the config works on every machine")
     if ".." in pure.parts:
         raise ValueError(f"{key} {path!r} leaves the data root ('..'); move the files under it")
+
+
+HEAD_KINDS = ("binary_risk", "multi_class", "movement")
+"""The head kinds a task trains: one probability of the positive class, one class of K, or fall/rise."""
+
+
+class TaskDeclaration(_Strict):
+    """One finetune task: the head it trains, the data sets it trains on, where it is served, how its best
+    checkpoint is picked. Its class count and class names come from its data sets' label mapping."""
+
+    kind: Literal["binary_risk", "multi_class", "movement"]
+    """`binary_risk`: one logit, the probability of the positive class (a default, a fraud), scored by AUC, KS,
+    Brier, ECE; `multi_class`: one class of K (softmax), K and the class names from the data, scored by
+    accuracy and macro-F1; `movement`: next-period fall (0) or rise (1), scored by accuracy and MCC."""
+    datasets: list[str] = Field(default_factory=list)
+    """Data sets whose train split trains the task (each is also validated and scored on its own). A declared
+    data set whose `task:` names this task joins them."""
+    endpoint: str | None = None
+    """The HTTP path under /v1/ that serves the task, e.g. `support-intents`. Empty: the task's name with `-`
+    for `_`."""
+    selection_metric: Literal["auc", "ks", "accuracy", "macro_f1", "mcc"] | None = None
+    """Validation metric that picks the exported checkpoint (higher is better). Empty: `auc` for binary_risk,
+    `accuracy` otherwise."""
+    head: str | None = None
+    """The head's name in the model (its `config.heads` key, listed by /v1/models). Empty: the task's name."""
+    title: str = ""
+    """A human-readable title for reports and OpenAPI. Empty: the name."""
+
+    @field_validator("endpoint")
+    @classmethod
+    def _path_segment(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[a-z][a-z0-9-]{0,63}$", value):
+            raise ValueError(f"endpoint {value!r} must be one path segment: lower-case letters, digits and '-', "
+                             f"starting with a letter (it is served at /v1/<endpoint>)")
+        return value
+
+    @model_validator(mode="after")
+    def _metric_fits_the_kind(self) -> TaskDeclaration:
+        allowed = {"binary_risk": ("auc", "ks"), "multi_class": ("accuracy", "macro_f1"),
+                   "movement": ("accuracy", "mcc")}[self.kind]
+        if self.selection_metric is not None and self.selection_metric not in allowed:
+            raise ValueError(f"selection_metric {self.selection_metric!r} is not computed for a {self.kind} task; "
+                             f"use one of {', '.join(allowed)}")
+        return self
+
+    def metric(self) -> str:
+        """The selection metric, defaults applied."""
+        return self.selection_metric or ("auc" if self.kind == "binary_risk" else "accuracy")
+
+    def endpoint_path(self, name: str) -> str:
+        """The endpoint's path segment, defaults applied."""
+        return self.endpoint or name.replace("_", "-")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from actors.declaration import NAME_PATTERN, DatasetDeclaration
+from actors.declaration import NAME_PATTERN, DatasetDeclaration, TaskDeclaration
 
 DATASET_NAMES = (
     "german_credit",
@@ -90,6 +90,10 @@ class DataSection(_Section):
     """Your own data sets, by name: files, column roles, split rule and label coding (docs/data.md, "Your
     own data"). A value may also be the path of a YAML file holding the block (relative to the current
     directory). `finmm data infer FILE` proposes one; `finmm data check NAME` validates it."""
+    tasks: dict[str, TaskDeclaration] = Field(default_factory=dict)
+    """Your own finetune tasks, by name: head kind, data sets, endpoint, selection metric (docs/data.md). The
+    four built-in tasks (credit_risk, stock_movement, sentiment, customer_service) are declared the same way
+    in actors/tasks.py; a data set joins any of them with its own `task:`."""
     max_rows_per_split: int | None = Field(None, ge=1)
     """Keep at most this many rows of each split (for quick runs and tests). Empty keeps all."""
     seed: int = 0
@@ -123,7 +127,20 @@ class DataSection(_Section):
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"data.datasets: unknown data set {name!r}{hint} Known: {', '.join(known)} "
                                  f"(declare your own under data.declared)")
+        from actors.tasks import check_tasks
+
+        for name in self.tasks:
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"data.tasks.{name}: a task name is lower-case letters, digits and underscores, "
+                                 f"starting with a letter")
+        check_tasks(self)
         return self
+
+    def task_names(self) -> list[str]:
+        """Every task this config knows: the built-ins, then the declared ones."""
+        from actors.tasks import BUILTIN_TASKS
+
+        return [*BUILTIN_TASKS, *self.tasks]
 
     def dataset_names(self) -> list[str]:
         """Every data set this config knows: the built-ins, then the declared ones."""

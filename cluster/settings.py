@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-TaskName = Literal["credit_risk", "stock_movement", "sentiment", "customer_service"]
+TaskName = str
+"""A task of the registry (actors/tasks.py: the built-ins and data.tasks); checked where the config is joined
+(finmm/config.py), since the registry lives in the data section."""
 
 
 class _Section(BaseModel):

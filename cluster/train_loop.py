@@ -17,7 +17,7 @@ from cluster.loop_spec import LoopSpec
 from cluster.placement_groups import record_placement_group
 from cluster.stream_reader import StreamReader, iterate_once
 from cluster.streams import StreamSpec
-from cluster.tasks import TASKS
+from cluster.tasks import SCORES
 from model.param_groups import param_groups, pretrained_names
 from model.precision import autocast, resolve_precision
 
@@ -64,7 +64,8 @@ def build_training_model(spec: LoopSpec):
     section = spec.model_section
     schema = spec.batch_layout.tabular_schema()
     if spec.kind == "pretrain":
-        model = build_model(section, spec.vocab_size, schema, kind="pretraining")
+        model = build_model(section, spec.vocab_size, schema, kind="pretraining",
+                            image_size=spec.batch_layout.image_size)
         if spec.trainable == "new_vocab":  # only the added (CJK) word rows and the MLM head train
             freeze_all_but_new_vocab(model, base_vocab_size(spec.preprocessing_state))
         return model
@@ -78,7 +79,7 @@ def build_training_model(spec: LoopSpec):
         backbone = start if isinstance(start, FinMMModel) else start.finmm
         return FinMMForTask.from_backbone(backbone, spec.heads)
     section = section.model_copy(update={"heads": spec.heads})
-    return build_model(section, spec.vocab_size, schema, kind="task")
+    return build_model(section, spec.vocab_size, schema, kind="task", image_size=spec.batch_layout.image_size)
 
 
 def _export(spec: LoopSpec):
@@ -104,7 +105,8 @@ def build_training_model_config(spec: LoopSpec):
     section = spec.model_section
     if spec.kind == "finetune":
         section = section.model_copy(update={"heads": spec.heads})
-    return section.to_finmm_config(spec.vocab_size, spec.batch_layout.tabular_schema())
+    return section.to_finmm_config(spec.vocab_size, spec.batch_layout.tabular_schema(),
+                                   image_size=spec.batch_layout.image_size)
 
 
 def _forward(engine, spec: LoopSpec, stream: StreamSpec, batch: dict, generator: torch.Generator) -> dict:
@@ -161,7 +163,7 @@ def _validate(engine, spec: LoopSpec, layout, rank: int, world: int) -> dict:
         if rank == 0:
             all_probs = np.concatenate([g[0] for g in gathered if len(g[1])])
             all_labels = np.concatenate([g[1] for g in gathered if len(g[1])])
-            scores = TASKS[item["task"]].score(all_labels, all_probs)
+            scores = SCORES[item["kind"]](all_labels, all_probs)
             results.update({f"val/{item['dataset']}/{k}": v for k, v in scores.items()})
     engine.train()
     return results

@@ -78,11 +78,35 @@ def preprocessing_state(settings, layout: BatchLayout) -> dict:
     """What serving needs to preprocess a request exactly like training did (saved in the bundle)."""
     data = settings.data
     states = {}
-    for name in DATASET_NAMES:
+    for name in data.dataset_names():  # the built-ins, then the declared ones
         if (Path(data.output_dir) / name / "manifest.json").exists():
             states[name] = read_manifest(data.output_dir, name).get("state", {})
     return {"layout": layout.to_dict(), "datasets": states, "data": data.model_dump(mode="json"),
             "versions": bundle_versions(data.output_dir, [b.dataset for b in layout.tabular])}
+
+
+def served_tasks(settings, specs) -> dict:
+    """What serving needs of each trained task (saved in the bundle): its registry entry (kind, head,
+    endpoint, data sets prepared), its class names, and each data set's fields, so that the endpoint's request
+    schema can list them (serve/declared.py)."""
+    from cluster.tasks import task_classes
+
+    data = settings.data
+    out = {}
+    for task in specs:
+        prepared = [d for d in task.datasets if (Path(data.output_dir) / d / "manifest.json").exists()]
+        try:
+            classes = task_classes(task, data.output_dir)
+        except ValueError:
+            classes = None
+        fields = {}
+        for d in prepared:
+            block = data.declared.get(d)
+            if block is not None:
+                fields[d] = {**block.feature_columns(), "title": block.title or d}
+        out[task.name] = {"kind": task.kind, "head": task.head, "endpoint": task.endpoint, "datasets": prepared,
+                          "classes": classes, "selection_metric": task.selection_metric, "fields": fields}
+    return out
 
 
 def _vocab_size(tokenizer_path: Path) -> int:
@@ -236,14 +260,28 @@ def latest_pretrained(settings) -> Path | None:
     return folder if (folder / "model.safetensors").exists() else None
 
 
+def _stream_groups(prepared: tuple[str, ...], output_dir: Path) -> list[tuple[str, ...]]:
+    """The task's data sets as training streams: each tabular data set alone (a stream fills one data set's
+    tabular block: two credit data sets have different features), the others together."""
+    tabular = [d for d in prepared if "tabular" in read_manifest(output_dir, d).get("modalities", [])]
+    rest = tuple(d for d in prepared if d not in tabular)
+    if len(tabular) <= 1:
+        return [prepared]
+    return [(d,) for d in tabular] + ([rest] if rest else [])
+
+
 def finetune(settings, tasks: list[str], resume: Path | None = None, name: str | None = None) -> TrainingOutcome:
     """Finetune one or several tasks at once (one stream and one head per task)."""
     started = time.perf_counter()
     trainer, data = settings.finetune, settings.data
     output_dir = Path(data.output_dir).resolve()
-    specs = [task_spec(t) for t in tasks]
+    specs = [task_spec(t, data) for t in tasks]
+    shared = [h for h in {s.head for s in specs} if sum(s.head == h for s in specs) > 1]
+    if shared:
+        raise ValueError(f"tasks {[s.name for s in specs if s.head in shared]} train the same head {shared[0]!r}; "
+                         f"finetune them in separate runs")
     modalities = tuple(trainer.input_modalities) if trainer.input_modalities else None
-    streams, datasets, validation, heads = [], {}, [], {}
+    streams, datasets, validation, heads, stream_tasks = [], {}, [], {}, []
     for task in specs:
         prepared = tuple(d for d in task.datasets if (output_dir / d / "manifest.json").exists())
         if not prepared:
@@ -251,12 +289,16 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
                 f"task {task.name} trains on {', '.join(task.datasets)}, none of which is prepared under "
                 f"{output_dir}; run `finmm prepare --datasets {','.join(task.datasets)}` first"
             )
-        stream = task_stream(task.name, task.head, prepared, output_dir, modalities)
-        stream.loss_weight = trainer.loss_weights.get(task.name, 1.0)
-        datasets.update(build_rank_datasets(stream, output_dir, "train", trainer.num_workers, trainer.batch_size,
-                                            trainer.seed))
-        streams.append(stream)
-        heads[task.head] = dict(task.head_kwargs)
+        for group in _stream_groups(prepared, output_dir):
+            stream = task_stream(task.name, task.head, group, output_dir, modalities)
+            if len(group) < len(prepared):  # several tabular data sets: a stream each, one head
+                stream.name = f"{task.name}-{group[0]}"
+            stream.loss_weight = trainer.loss_weights.get(task.name, 1.0)
+            datasets.update(build_rank_datasets(stream, output_dir, "train", trainer.num_workers,
+                                                trainer.batch_size, trainer.seed))
+            streams.append(stream)
+            stream_tasks.append(task.name)
+        heads[task.head] = task.head_config(output_dir)
         for dataset in prepared:
             if not (output_dir / dataset / "validation").is_dir():
                 continue
@@ -264,7 +306,8 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
             val.name = f"val-{dataset}"
             datasets.update(build_rank_datasets(val, output_dir, "validation", trainer.num_workers,
                                                 trainer.batch_size, trainer.seed))
-            validation.append({"task": task.name, "dataset": dataset, "head": task.head, "key_prefix": val.name,
+            validation.append({"task": task.name, "kind": task.kind, "dataset": dataset, "head": task.head,
+                               "key_prefix": val.name,
                                "tabular_dataset": val.tabular_dataset, "selection_metric": task.selection_metric})
     accumulation = trainer.deepspeed.gradient_accumulation_steps
     schedule = None
@@ -273,7 +316,7 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
         if unset:
             raise ValueError(f"finetune.task_epochs has no entry for {unset}; give every task of the run its "
                              f"passes, e.g. finetune.task_epochs.{unset[0]}=1")
-        epochs = [trainer.task_epochs[t.name] for t in specs]
+        epochs = [trainer.task_epochs[t] for t in stream_tasks]
         schedule = interleaved_schedule([steps_for_epochs(e, s.micro_batches_per_epoch, accumulation)
                                          for e, s in zip(epochs, streams, strict=True)])
         total = len(schedule)
@@ -304,7 +347,8 @@ def finetune(settings, tasks: list[str], resume: Path | None = None, name: str |
         model=settings.model.model_dump(mode="json"), vocab_size=_vocab_size(output_dir / TOKENIZER),
         layout=layout.to_dict(), streams=[s.to_dict() for s in streams], total_steps=total,
         steps_per_epoch=steps_per_epoch, tokenizer_path=str(output_dir / TOKENIZER),
-        preprocessing_state={**preprocessing_state(settings, layout), "input_modalities": list(modalities or [])},
+        preprocessing_state={**preprocessing_state(settings, layout), "input_modalities": list(modalities or []),
+                             "tasks": served_tasks(settings, specs)},
         init_from=str(Path(init_from).resolve()) if init_from else None, heads=heads, validation=validation,
         schedule=schedule,
     )

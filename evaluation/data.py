@@ -47,11 +47,21 @@ def _stocknet_rows(settings: DataSection) -> pd.DataFrame:
     return rows.drop(columns=["raw_pos"])
 
 
-def load_rows(name: str, root: str | Path | None = None, max_rows: int | None = None) -> pd.DataFrame:
+@lru_cache(maxsize=8)
+def _load_declared(name: str, data_json: str) -> pd.DataFrame:
+    return load_source(name, DataSection.model_validate_json(data_json)).rows
+
+
+def load_rows(name: str, root: str | Path | None = None, max_rows: int | None = None,
+              data: DataSection | None = None) -> pd.DataFrame:
     """The accepted rows of data set `name` (id, split, label, modality columns, subset flags); with
     `max_rows`, at most that many rows of each split, evenly spaced through the split (files such as
-    Banking77's are sorted by class, so the first rows would hold a few classes only). Cached per process;
-    callers must not modify the frame."""
+    Banking77's are sorted by class, so the first rows would hold a few classes only). A declared data set
+    needs `data` (the data section that declares it). Cached per process; callers must not modify the frame."""
+    if data is not None and name in data.declared:
+        whole = data.model_copy(update={"root": Path(root) if root else data.root, "max_rows_per_split": None})
+        rows = _load_declared(name, whole.model_dump_json())
+        return rows if max_rows is None else evenly_spaced(rows, max_rows)
     rows = _load(name, str(root) if root else None, None)
     return rows if max_rows is None else evenly_spaced(rows, max_rows)
 

@@ -235,4 +235,8 @@ def headline(dataset: str, figures: dict) -> dict[str, float]:
     elif dataset == "stocknet":
         pick = {"accuracy": figures["test"].get("accuracy"), "mcc": figures["test"].get("mcc"),
                 "n_test": figures["n_test"]}
+    elif "kind" in figures:  # a declared data set (evaluation/declared.py)
+        from evaluation.declared import declared_headline
+
+        pick = declared_headline(figures)
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in pick.items() if v is not None}

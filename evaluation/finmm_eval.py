@@ -123,20 +123,21 @@ def reason_code_examples(model, table: pa.Table, layout: BatchLayout, dataset: s
 
 def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, data_root: str | Path | None = None,
                     max_rows: int | None = None, ablations: bool = True,
-                    datasets: Sequence[str] | None = None) -> dict:
+                    datasets: Sequence[str] | None = None, data=None) -> dict:
     """Every EVAL.md figure of the bundle on `task`'s data sets (German Credit excluded: see `german_cv`),
     plus the ablations and, for credit, reason codes; data sets not prepared under `output_dir` are left out.
     With `max_rows` (quick runs) only the test rows of `load_rows(..., max_rows)` are scored, the same rows as
     the baselines. `ablations=False` scores each test split once: no Lending Club tabular-only pass and no
     StockNet modality drops (each is another full pass over the split; the demo skips them). `datasets`
-    keeps only those of the task's data sets.
+    keeps only those of the task's data sets. `data` (the data section) brings the declared data sets and
+    tasks (issue 16); without it only the built-ins are known.
     Returns {dataset: {...}}; predictions under "_predictions" (not JSON)."""
     from model.bundle import load_bundle
 
     torch.set_num_threads(2)
     bundle = load_bundle(model_dir)
     layout = bundle_layout(bundle)
-    spec = task_spec(task)
+    spec = task_spec(task, data)
     out: dict = {}
     for dataset in spec.datasets:
         if datasets is not None and dataset not in datasets:
@@ -151,10 +152,10 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
         unused = tuple(m for m in modalities if m not in trained_on)  # a finetune.input_modalities ablation
         table = read_split(output_dir, dataset, "test")
         if max_rows is not None:  # quick: the same evenly spaced test rows the baselines are scored on
-            sample = load_rows(dataset, data_root, max_rows)
+            sample = load_rows(dataset, data_root, max_rows, data=data)
             wanted = pa.array(sample.loc[sample["split"] == "test", "id"].tolist(), pa.string())
             table = table.filter(pc.is_in(table["id"], value_set=wanted))
-        rows = load_rows(dataset, data_root)
+        rows = load_rows(dataset, data_root, data=data)
         rows = rows[rows["id"].isin(set(table["id"].to_pylist())) | (rows["split"] != "test")]
         pred = predict(bundle.model, spec.head, table, layout, tab, drop=unused)
         item: dict = {"_predictions": pred}
@@ -167,8 +168,15 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
             if ablations:
                 item["ablation_note"] = "tabular = the same model with the text modality dropped at inference"
             item["reason_codes"] = reason_code_examples(bundle.model, table, layout, dataset)
-        else:
+        elif dataset in ev.EVALUATORS:
             item["figures"] = ev.EVALUATORS[dataset](rows, pred)
+        else:  # a declared data set: figures by its task's kind
+            from cluster.tasks import task_classes
+            from evaluation.declared import evaluate_declared
+
+            classes = task_classes(spec, output_dir)
+            item["classes"] = classes
+            item["figures"] = evaluate_declared(dataset, spec.kind, len(classes), rows, pred)
         if dataset == "stocknet" and ablations:
             item["ablations"] = {}
             for m in STOCK_MODALITIES:
@@ -216,16 +224,18 @@ def german_cv(settings, work_dir: str | Path = "artifacts/eval/german_cv", data_
     """finmm on German Credit by EVAL.md's 5-fold CV: five finetunes of the credit_risk head (train = four
     folds, no validation split, fixed settings.finetune hyperparameters), each scoring its held-out fold.
     Needs a running Ray cluster (finmm.ray_runtime.ensure_ray). Costs five finetunes."""
-    from cluster.tasks import TASKS, TaskSpec
+    from actors.declaration import TaskDeclaration
     from cluster.trainer import finetune
     from model.bundle import load_bundle
 
-    TASKS.setdefault("german_credit_cv", TaskSpec("german_credit_cv", "credit_risk", ("german_credit",),
-                                                  score=TASKS["credit_risk"].score, selection_metric="auc"))
+    # the credit_risk head trained on German Credit's folds: a task of its own, declared as a user's would be
+    cv_task = TaskDeclaration(kind="binary_risk", datasets=["german_credit"], endpoint="german-credit-cv",
+                              selection_metric="auc", head="credit_risk")
     parts, wall = [], {}
     for k, view in enumerate(german_fold_views(settings.data.output_dir, work_dir)):
         fold_settings = settings.model_copy(deep=True)
         fold_settings.data.output_dir = view
+        fold_settings.data.tasks = {**fold_settings.data.tasks, "german_credit_cv": cv_task}
         fold_settings.finetune.output_dir = Path(work_dir) / f"model-fold{k}"
         outcome = finetune(fold_settings, ["german_credit_cv"], name=f"german-cv-fold{k}")
         wall[f"fold{k}"] = round(outcome.wall_s, 1)

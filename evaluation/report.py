@@ -23,6 +23,13 @@ CLASS_NAMES = {"financial_phrasebank": ["negative", "neutral", "positive"],
                "fincuge_finfe": ["negative", "neutral", "positive"], "stocknet": ["fall", "rise"]}
 
 
+def primary_key(dataset: str, headline: dict) -> str:
+    """The metric a data set is ranked by: PRIMARY's for a built-in, by its kind for a declared one."""
+    from evaluation.declared import primary_metric
+
+    return PRIMARY.get(dataset) or primary_metric(headline)
+
+
 def git_commit(cwd: str | Path = ".") -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
@@ -50,6 +57,8 @@ def data_checksums(dataset: str, output_dir: str | Path, data_root: str | Path |
     from actors.data_root import resolve_data_root
     from actors.sources import SOURCES
 
+    if dataset not in SOURCES:  # a declared data set that is not prepared: its files are its globs' matches
+        return {"from": "not prepared (declared data set)"}
     root = resolve_data_root(data_root)
     files = SOURCES[dataset].required_files(root)
     if len(files) > 8:  # StockNet: 265 files; one digest over their digests
@@ -67,12 +76,12 @@ def data_checksums(dataset: str, output_dir: str | Path, data_root: str | Path |
 def _primary(dataset: str, headline: dict) -> float | None:
     if dataset == "lending_club":  # tabular + text where the model reads text, else tabular alone
         return headline.get("tabular_text_auc", headline.get("tabular_auc"))
-    return headline.get(PRIMARY[dataset])
+    return headline.get(primary_key(dataset, headline))
 
 
 def findings(dataset: str, baselines: list[dict], finmm: dict) -> list[str]:
     """Plain sentences: which model is best on the primary metric, and where finmm loses."""
-    key = PRIMARY[dataset]
+    key = primary_key(dataset, next((b["headline"] for b in baselines), finmm.get("headline", {})))
     scored = [(b["model"], _primary(dataset, b["headline"])) for b in baselines]
     scored = [(m, v) for m, v in scored if v is not None]
     lines = []
@@ -115,12 +124,27 @@ def _plots(dataset: str, entry: dict, folder: Path, stem: str) -> list[plots.Plo
                                     f"{dataset}: reliability (10 bins, {where})", "mean predicted P(bad)",
                                     "observed bad rate", markers=True, diagonal_label="perfectly calibrated",
                                     counts=counts))
-    if dataset in CLASS_NAMES:
+    declared_kind = next((fig.get("kind") for _, fig in models if fig.get("kind")), None)
+    if declared_kind == "binary_risk":  # a declared credit data set: the same two plots over its test split
+        curves = [(n, f["test"]) for n, f in models if "roc" in f.get("test", {})]
+        made.append(plots.line_plot(folder / f"{stem}_{dataset}_roc.png",
+                                    [(f"{n} (AUC {f['auc']:.3f})", f["roc"]["fpr"], f["roc"]["tpr"]) for n, f in curves],
+                                    f"{dataset}: ROC (test)", "false positive rate", "true positive rate",
+                                    diagonal_label="chance"))
+        made.append(plots.line_plot(folder / f"{stem}_{dataset}_calibration.png",
+                                    [(n, [b["mean_predicted"] for b in f["reliability"]],
+                                      [b["observed_rate"] for b in f["reliability"]]) for n, f in curves],
+                                    f"{dataset}: reliability (10 bins, test)", "mean predicted P(positive)",
+                                    "observed positive rate", markers=True, diagonal_label="perfectly calibrated",
+                                    counts=[[(b["lo"], b["hi"], b["count"]) for b in f["reliability"]]
+                                            for _, f in curves]))
+    class_names = CLASS_NAMES.get(dataset) or entry.get("classes")
+    if class_names and declared_kind != "binary_risk":
         name, fig = models[-1]
         if "confusion" in fig.get("test", {}):
             made.append(plots.confusion_plot(folder / f"{stem}_{dataset}_confusion.png", fig["test"]["confusion"],
-                                             CLASS_NAMES[dataset], f"{dataset}: confusion on test, {name}"))
-    key = PRIMARY[dataset]
+                                             class_names, f"{dataset}: confusion on test, {name}"))
+    key = primary_key(dataset, models[0][1] if models else {})
     bars = [(name, _primary(dataset, ev.headline(dataset, fig))) for name, fig in models]
     bars = [(n, v) for n, v in bars if v is not None]
     if bars:
@@ -231,7 +255,7 @@ def write_index(folder: str | Path) -> Path:
         if "datasets" not in report:
             continue
         for name, entry in report["datasets"].items():
-            key = PRIMARY.get(name, "")
+            key = primary_key(name, next((b["headline"] for b in entry["baselines"]), {}))
             scored = [(b["model"], _primary(name, b["headline"])) for b in entry["baselines"]]
             scored = [s for s in scored if s[1] is not None]
             best = max(scored, key=lambda s: s[1]) if scored else None

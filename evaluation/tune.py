@@ -62,17 +62,18 @@ def search_space(settings, tasks: list[str]) -> dict:
     return space
 
 
-def validation_score(metrics: dict, task: str) -> float | None:
-    """Mean over the task's data sets of `val/<dataset>/<selection metric>`, or None if absent."""
-    spec = task_spec(task)
+def validation_score(metrics: dict, task: str, data=None) -> float | None:
+    """Mean over the task's data sets of `val/<dataset>/<selection metric>`, or None if absent (`data`: the
+    data section, for declared tasks)."""
+    spec = task_spec(task, data)
     values = [metrics[f"val/{d}/{spec.selection_metric}"] for d in spec.datasets
               if f"val/{d}/{spec.selection_metric}" in metrics]
     return sum(values) / len(values) if values else None
 
 
-def tasks_score(metrics: dict, tasks: list[str]) -> float | None:
+def tasks_score(metrics: dict, tasks: list[str], data=None) -> float | None:
     """Mean of validation_score over `tasks`, or None unless every task has one."""
-    scores = [validation_score(metrics, t) for t in tasks]
+    scores = [validation_score(metrics, t, data) for t in tasks]
     return None if any(v is None for v in scores) else sum(scores) / len(scores)
 
 
@@ -88,7 +89,7 @@ def apply_overrides(base: dict, overrides: dict) -> dict:
     return out
 
 
-def _epoch_scores(metrics_path: Path, tasks: list[str], seen: int) -> list[tuple[float, float]]:
+def _epoch_scores(metrics_path: Path, tasks: list[str], seen: int, data=None) -> list[tuple[float, float]]:
     """(epoch, score) of validation lines after the first `seen` ones."""
     if not metrics_path.exists():
         return []
@@ -98,7 +99,7 @@ def _epoch_scores(metrics_path: Path, tasks: list[str], seen: int) -> list[tuple
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        score = tasks_score(record, tasks)
+        score = tasks_score(record, tasks, data)
         if score is not None:
             found.append((float(record.get("epoch", len(found) + 1)), score))
     return found[seen:]
@@ -182,13 +183,13 @@ def trial(config: dict) -> None:
     metrics_path = run_dir / "metrics.jsonl"
     reported = 0
     while worker.is_alive() or reported == 0:
-        for epoch, score in _epoch_scores(metrics_path, tasks, reported):
+        for epoch, score in _epoch_scores(metrics_path, tasks, reported, settings.data):
             tune.report({SCORE: score, "epoch": epoch})
             reported += 1
         if not worker.is_alive():
             break
         time.sleep(2.0)
-    for epoch, score in _epoch_scores(metrics_path, tasks, reported):
+    for epoch, score in _epoch_scores(metrics_path, tasks, reported, settings.data):
         tune.report({SCORE: score, "epoch": epoch})
         reported += 1
     error = box.get("outcome")
@@ -226,7 +227,7 @@ def tune_task(settings, tasks: str | list[str], *, num_samples: int = 8, max_con
 
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
     label = "+".join(tasks)
-    metric = "/".join(sorted({task_spec(t).selection_metric for t in tasks}))
+    metric = "/".join(sorted({task_spec(t, settings.data).selection_metric for t in tasks}))
     work_dir = Path(work_dir).resolve() / label
     space = search_space(settings, tasks)
     max_epochs = 4

@@ -129,7 +129,7 @@ def with_recipe(recipe: Path | None, overrides: list[str] | None) -> list[str] |
 def finetune(
     overrides: list[str] | None = OVERRIDES,
     task: str | None = typer.Option(None, "--task", help="One task: credit_risk, stock_movement, sentiment, "
-                                    "customer_service."),
+                                    "customer_service, or one declared under data.tasks."),
     tasks: str | None = typer.Option(None, "--tasks", help="Several tasks at once, comma-separated."),
     recipe: Path | None = typer.Option(None, "--recipe", help="A recipe file (cluster/recipes/<task>.yaml) applied "
                                        "before the command-line overrides."),
@@ -153,7 +153,10 @@ def finetune(
 @app.command()
 def evaluate(
     overrides: list[str] | None = OVERRIDES,
-    task: str = typer.Option(..., "--task", help="credit_risk, stock_movement, sentiment or customer_service."),
+    task: str = typer.Option(..., "--task", help="credit_risk, stock_movement, sentiment, customer_service or a "
+                             "task of data.tasks."),
+    datasets: str | None = typer.Option(None, "--datasets", help="Only these of the task's data sets, "
+                                        "comma-separated (e.g. your own credit data set without Lending Club)."),
     model_dir: Path | None = typer.Option(None, "--model-dir", help="The finetuned folder to score (default: "
                                           "the newest one under finetune.output_dir with the task's head)."),
     quick: bool = typer.Option(False, "--quick", help="300 rows per split: a smoke run, not a figure."),
@@ -167,7 +170,9 @@ def evaluate(
     settings = settings_or_exit(config, with_recipe(recipe, overrides))
     from finmm.evaluate_command import run_evaluate
 
-    raise typer.Exit(run_evaluate(settings, task, console, model_dir=model_dir, quick=quick, german_cv=german_cv))
+    names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
+    raise typer.Exit(run_evaluate(settings, task, console, model_dir=model_dir, quick=quick, german_cv=german_cv,
+                                  datasets=names))
 
 
 @app.command()
@@ -181,12 +186,14 @@ def report(overrides: list[str] | None = OVERRIDES, config: Path | None = CONFIG
 
 def _task_names(task: str | None, tasks: str | None, settings) -> list[str]:
     """--tasks, else --task, else finetune.tasks; exits 2 naming any unknown task."""
-    from cluster.tasks import TASKS
+    from cluster.tasks import task_specs
 
+    known = task_specs(settings.data)  # the built-ins and data.tasks
     names = [t.strip() for t in (tasks or task or ",".join(settings.finetune.tasks)).split(",") if t.strip()]
-    unknown = [n for n in names if n not in TASKS]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        err_console.print(f"error: unknown task(s) {unknown}; choose from {', '.join(TASKS)}", highlight=False)
+        err_console.print(f"error: unknown task(s) {unknown}; choose from {', '.join(known)} (declare your own "
+                          f"under data.tasks)", highlight=False)
         raise typer.Exit(2)
     return names
 

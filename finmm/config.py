@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from actors.settings import DataSection
-from cluster.settings import ClusterSection, FinetuneSection, PretrainSection, TaskName
+from cluster.settings import ClusterSection, FinetuneSection, PretrainSection
 from model.settings import ModelSection
 from serve.settings import ServeSection
 
@@ -43,15 +43,19 @@ class FinMMSettings(BaseModel):
     """Ray Serve deployments and the HTTP API."""
 
     @model_validator(mode="after")
-    def _declared_tasks_are_known(self) -> FinMMSettings:
-        """A declared data set's `task` names a finetune task (the sections meet here, where they are joined)."""
-        tasks = list(typing.get_args(TaskName))
-        for name, block in self.data.declared.items():
-            if block.task is not None and block.task not in tasks:
-                close = difflib.get_close_matches(block.task, tasks, n=1, cutoff=0.5)
+    def _tasks_are_known(self) -> FinMMSettings:
+        """finetune.tasks, loss_weights and task_epochs name tasks of the registry (built-in or data.tasks): the
+        sections meet here, where they are joined."""
+        tasks = self.data.task_names()
+        named = [("finetune.tasks", t) for t in self.finetune.tasks]
+        named += [(f"finetune.loss_weights.{t}", t) for t in self.finetune.loss_weights]
+        named += [(f"finetune.task_epochs.{t}", t) for t in self.finetune.task_epochs]
+        for key, task in named:
+            if task not in tasks:
+                close = difflib.get_close_matches(task, tasks, n=1, cutoff=0.5)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"data.declared.{name}.task: unknown task {block.task!r}{hint} Tasks: "
-                                 f"{', '.join(tasks)}")
+                raise ValueError(f"{key}: unknown task {task!r}{hint} Tasks: {', '.join(tasks)} (declare your own "
+                                 f"under data.tasks)")
         return self
 
 

@@ -387,7 +387,7 @@ def _trained_lines(settings: FinMMSettings, quick: bool) -> list[str]:
 
     pre, fin = settings.pretrain, settings.finetune
     init = "from MiniLM" if settings.model.init_from_minilm else "from random weights"
-    fin_rows, fin_sets = _train_rows(settings, [d for t in TASKS for d in task_spec(t).datasets])
+    fin_rows, fin_sets = _train_rows(settings, [d for t in TASKS for d in task_spec(t, settings.data).datasets])
     if QUICK_PRETRAINS if quick else DEFAULT_PRETRAINS:
         pre_rows, pre_sets = _train_rows(settings, [*pre.text_datasets, *pre.tabular_datasets, *pre.pair_datasets])
         pretrained = (f"pretrain {pre.max_steps} steps x batch {pre.batch_size} x {pre.num_workers} workers on "

@@ -32,7 +32,7 @@ def find_bundle(settings, task: str, model_dir: Path | None) -> Path | None:
     else:
         root = Path(settings.finetune.output_dir)
         candidates = [root / task, root / "latest", *sorted(p for p in root.glob("*") if task in p.name)]
-    head = task_spec(task).head
+    head = task_spec(task, settings.data).head
     for folder in candidates:
         config = folder / "config.json"
         if (folder / "model.safetensors").exists() and config.exists():
@@ -66,7 +66,7 @@ def _finmm_entries(settings, task, bundle, datasets, max_rows, console, ablation
     start = time.perf_counter()
     try:
         scored = evaluate_bundle(bundle, task, settings.data.output_dir, settings.data.root, max_rows, ablations,
-                                 datasets)
+                                 datasets, data=settings.data)
     except FileNotFoundError as exc:
         for d in datasets:
             if d != "german_credit":
@@ -151,9 +151,14 @@ def run_evaluate(
         write_task_report,
     )
 
-    if task not in TASK_DATASETS:
-        console.print(f"unknown task {task!r}; choose from {', '.join(TASK_DATASETS)}")
+    from cluster.tasks import task_classes, task_specs
+
+    specs = task_specs(settings.data)
+    if task not in specs:
+        console.print(f"unknown task {task!r}; choose from {', '.join(specs)} (declare your own under data.tasks)")
         return 2
+    spec = specs[task]
+    own = [d for d in spec.datasets if d in settings.data.declared]  # declared data sets: baselines by kind
     if german_cv and task != "credit_risk":
         console.print("--german-cv belongs to --task credit_risk (German Credit is a credit data set)")
         return 2
@@ -165,19 +170,27 @@ def run_evaluate(
     else:
         wall = {}
     max_rows = QUICK_ROWS if quick else None
-    datasets = [d for d in TASK_DATASETS[task] if datasets is None or d in datasets]
+    datasets = [d for d in (*TASK_DATASETS.get(task, ()), *own) if datasets is None or d in datasets]
     bundle = find_bundle(settings, task, model_dir)
     results: dict = {}
     for dataset in datasets:
         t0 = time.perf_counter()
-        rows = load_rows(dataset, settings.data.root, max_rows)
-        baselines = [b.to_dict() for b in run_baselines(dataset, rows)]
-        plain = None if quick else recorded(dataset, PLAIN_DIR)
+        rows = load_rows(dataset, settings.data.root, max_rows, data=settings.data)
+        if dataset in own:
+            from evaluation.declared import declared_baselines
+
+            classes = task_classes(spec, settings.data.output_dir)
+            results[dataset] = {"classes": classes}
+            found = declared_baselines(dataset, spec.kind, len(classes), rows)
+        else:
+            found = run_baselines(dataset, rows)
+        baselines = [b.to_dict() for b in found]
+        plain = None if quick or dataset in own else recorded(dataset, PLAIN_DIR)
         if plain is not None:
             baselines.append({k: v for k, v in plain.items() if k != "summary"})
         for b in baselines:
             console.print(f"  {dataset} | {b['model']}: {b['headline']} ({b['wall_s']} s)")
-        results[dataset] = {"baselines": baselines}
+        results[dataset] = {**results.get(dataset, {}), "baselines": baselines}
         wall[f"baselines_{dataset}"] = round(time.perf_counter() - t0, 2)
     finmm_rows = max_rows or max_test_rows
     finmm, finmm_s = _finmm_entries(settings, task, bundle, datasets, finmm_rows, console, ablations)
@@ -238,14 +251,14 @@ def report_figures(folder: Path) -> list[tuple[str, dict, float | None, tuple[st
 
 def summary_rows(folder: Path) -> list[tuple]:
     """(data set, metric, finmm, best baseline, published) per data set of every report in `folder`."""
-    from evaluation.report import PRIMARY
+    from evaluation.report import PRIMARY, primary_key
 
     rows = []
     for name, entry, value, best in report_figures(folder):
         rows.append(
             (
                 name,
-                PRIMARY.get(name, ""),
+                primary_key(name, next((b["headline"] for b in entry.get("baselines", [])), {})),
                 f"{value:.4f}" if value is not None else "not measured",
                 f"{best[1]:.4f} ({best[0]})" if best else "",
                 entry.get("published", {}).get(

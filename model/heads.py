@@ -30,9 +30,12 @@ def register_head(name: str) -> Callable[[type[TaskHead]], type[TaskHead]]:
 
 
 def build_head(name: str, hidden_size: int, **kwargs) -> TaskHead:
-    if name not in HEADS:
-        raise KeyError(f"unknown task head {name!r}; registered: {sorted(HEADS)}")
-    return HEADS[name](hidden_size, **kwargs)
+    """Head `name` built as cls(hidden_size, **kwargs); `kind=<registered head>` in kwargs builds a head of that
+    class under another name (a declared task's head: `{"kind": "classification", "num_classes": 10}`)."""
+    kind = kwargs.pop("kind", name)
+    if kind not in HEADS:
+        raise KeyError(f"unknown task head {kind!r}; registered: {sorted(HEADS)}")
+    return HEADS[kind](hidden_size, **kwargs)
 
 
 class TaskHead(nn.Module):
@@ -46,6 +49,7 @@ class TaskHead(nn.Module):
         raise NotImplementedError
 
 
+@register_head("classification")
 class ClassificationHead(TaskHead):
     """dropout -> Linear(D, K); softmax probabilities; cross-entropy loss on class ids (B,)."""
 

@@ -247,7 +247,7 @@ def missing_heads(endpoint: str, heads: set[str] | None) -> list[tuple[str, str]
     return [(head, task) for head, task in needed if head not in heads]
 
 
-def build_api(backend, options: dict, credit_features: list[dict], window_days: int,
+def build_api(backend, options: dict, credit_features: list[dict] | dict[str, list[dict]], window_days: int,
               api_keys: list[str], metrics: Metrics | None = None, heads: set[str] | None = None,
               state: GateState | None = None):
     """The ASGI app. `backend` has async methods credit/stock/sentiment/customer_service(payload) -> task reply,
@@ -261,7 +261,8 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
                                     options["max_text_chars"])
     credit_request, stock_request = models.credit, models.stock
     sentiment_request, customer_request = models.sentiment, models.customer_service
-    known = {f["name"] for f in credit_features}
+    feature_sets = credit_features.values() if isinstance(credit_features, dict) else [credit_features]
+    known = {f["name"] for features in feature_sets for f in features}  # several: a request names its data set
 
     def rid_of(request: Request) -> str:
         return request.headers.get("x-request-id", "")
@@ -342,6 +343,12 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
             return answer(await backend.customer_service(payload), request, t0)
         return answer(await retry_idempotent(backend.customer_service, payload), request, t0)
 
+    if getattr(backend, "declared", None):  # the declared tasks' routes (serve/declared.py)
+        from serve.declared import add_declared_routes
+
+        add_declared_routes(app, backend.declared, schemas.text_type(options["max_text_chars"]), answer,
+                            retry_idempotent)
+
     @app.get("/", include_in_schema=False)
     async def console():
         """The web console (serve/console/index.html)."""
@@ -361,8 +368,11 @@ def build_api(backend, options: dict, credit_features: list[dict], window_days: 
 
     @app.get("/v1/models", response_model=schemas.ModelInfo, tags=["ops"])
     async def models():
-        """Served model: name, version, checkpoint sha256, training date, evaluation figures."""
-        return await backend.models()
+        """Served model: name, version, checkpoint sha256, training date, evaluation figures, and the task
+        endpoints with their data sets' own fields."""
+        from serve.declared import endpoint_info
+
+        return {**await backend.models(), "endpoints": endpoint_info(getattr(backend, "pre", None), credit_features)}
 
     @app.get("/v1/stats", tags=["ops"])
     async def stats():

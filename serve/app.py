@@ -133,6 +133,10 @@ class Ingress:
             self.predict = {name: task.predict for name, task in self.tasks.items()}
         else:
             self.predict = {name: handle.predict.remote for name, handle in tasks.items()}
+        from serve.declared import declared_tasks
+
+        self.declared = declared_tasks(self.pre, backbone_caller(backbone))
+        """The declared tasks' endpoints (serve/declared.py), run here in either layout."""
         self.api_keys: list[str] = read_api_keys(self.section.api_keys_env, self.section.api_keys_file)
         """Shared with the gate middleware; `reconfigure` replaces its contents in place."""
         self.gate_state = GateState()
@@ -150,7 +154,7 @@ class Ingress:
             metrics = Metrics()
         except Exception:  # metrics are best effort (e.g. outside a Ray worker)
             metrics = None
-        return build_api(self, options, self.pre.credit_features(), self.pre.data.series.window_days,
+        return build_api(self, options, self.pre.credit_feature_sets(), self.pre.data.series.window_days,
                          self.api_keys, metrics, heads=self.pre.heads(), state=self.gate_state)
 
     async def credit(self, payload: dict) -> dict:

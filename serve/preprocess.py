@@ -114,8 +114,16 @@ class Preprocessor:
         self.series: SeriesState = self._series_state()
         """The stock endpoint's series standardisation, as the training shards were standardised."""
         tabular_in_layout = [b["dataset"] for b in self.layout_dict.get("tabular", [])]
-        self.credit_dataset = CREDIT_DATASET if CREDIT_DATASET in tabular_in_layout else (
-            tabular_in_layout[0] if tabular_in_layout else None)
+        self.tasks: dict[str, dict] = state.get("tasks", {})
+        """The trained tasks' registry entries, classes and declared fields (cluster.trainer.served_tasks)."""
+        credit = self.tasks.get("credit_risk", {}).get("datasets")
+        served = [d for d in credit if d in tabular_in_layout] if credit is not None else tabular_in_layout
+        self.credit_dataset = CREDIT_DATASET if CREDIT_DATASET in served else (served[0] if served else None)
+        """The credit endpoint's default data set."""
+        self.credit_datasets: list[str] = (served if credit is not None else
+                                           [self.credit_dataset] if self.credit_dataset else [])
+        """The tabular data sets the credit endpoint serves: those the credit_risk task trained on (a bundle
+        without task entries: the default one alone, as before); a request names one when there are several."""
         config_path = model_dir / "config.json"
         self._heads: set[str] | None = (set(json.loads(config_path.read_text()).get("heads", {}))
                                         if config_path.exists() else None)
@@ -133,9 +141,17 @@ class Preprocessor:
         return self._heads
 
     # ----------------------------------------------------------------------------------- features
-    def credit_features(self) -> list[dict]:
+    def credit_feature_sets(self) -> list[dict] | dict[str, list[dict]]:
+        """The credit endpoint's features: one data set's list (`credit_features`), or {data set: its list}
+        when the bundle serves several (the request then names its data set)."""
+        if len(self.credit_datasets) <= 1:
+            return self.credit_features()
+        return {d: self.credit_features(d) for d in self.credit_datasets}
+
+    def credit_features(self, dataset: str | None = None) -> list[dict]:
         """The served credit model's features: [{"name", "column", "kind", "description"}] (prefix dropped)."""
-        state = self.tabular.get(self.credit_dataset) if self.credit_dataset else None
+        dataset = dataset or self.credit_dataset
+        state = self.tabular.get(dataset) if dataset else None
         if state is None:
             return []
         out = []
@@ -161,10 +177,15 @@ class Preprocessor:
         cols, tokens = self._text(text, loc)
         return Row(cols, None, tokens)
 
-    def credit_row(self, features: dict[str, Any], text: str | None, image_b64: str | None) -> Row:
-        if self.credit_dataset is None:
+    def credit_row(self, features: dict[str, Any], text: str | None, image_b64: str | None,
+                   dataset: str | None = None) -> Row:
+        dataset = dataset or self.credit_dataset
+        if dataset is None:
             raise InputError("the served model has no tabular (credit) features", ("body",), 422)
-        state = self.tabular[self.credit_dataset]
+        if dataset not in self.credit_datasets:
+            raise InputError(f"the credit model does not serve data set {dataset!r}; it serves "
+                             f"{', '.join(self.credit_datasets)}", ("body", "dataset"), 422)
+        state = self.tabular[dataset]
         record = {f"num__{k}" if f"num__{k}" in state.numeric_columns else f"cat__{k}": v
                   for k, v in features.items() if v is not None}
         try:
@@ -179,7 +200,7 @@ class Preprocessor:
         pixels = decode_image(image_b64, self.data, ("body", "image"))
         if pixels is not None:
             cols["pixel_values"] = pixels.ravel()
-        return Row(cols, self.credit_dataset, tokens)
+        return Row(cols, dataset, tokens)
 
     def stock_row(self, bars: list[list[float]], texts: list[str] | None, chart_b64: str | None) -> Row:
         s = self.data.series

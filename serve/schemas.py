@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, create_model, model_validator
 from pydantic_core import PydanticCustomError
@@ -109,13 +109,13 @@ class CreditFeaturesBase(BaseModel):
         return self
 
 
-def credit_features_model(features: list[dict]) -> type[BaseModel]:
+def credit_features_model(features: list[dict], name: str = "CreditFeatures") -> type[BaseModel]:
     """A pydantic model with one optional field per served feature (prefix `num__`/`cat__` dropped)."""
     fields: dict[str, Any] = {}
     for f in features:
         kind = Number if f["kind"] == "numeric" else str
         fields[f["name"]] = (kind | None, Field(None, description=f["description"]))
-    return create_model("CreditFeatures", __base__=CreditFeaturesBase, **fields)
+    return create_model(name, __base__=CreditFeaturesBase, **fields)
 
 
 class CreditRiskRequest(Request):
@@ -134,6 +134,7 @@ class ReasonCode(Response):
 
 
 class CreditRiskResponse(Response):
+    dataset: str | None = Field(None, description="The data set whose features and model answered")
     probability_of_default: float
     risk_grade: Literal["A", "B", "C", "D", "E", "F", "G"]
     decision: Literal["approve", "decline"]
@@ -229,6 +230,9 @@ class ModelInfo(Response):
     explain_method: str
     torch_threads: int | None = None
     """torch intra-op threads of the backbone replica that answered."""
+    endpoints: list[dict[str, Any]] = Field(
+        default_factory=list, description="The task endpoints whose request lists a data set's own fields (the "
+        "credit endpoint's and each declared task's): path, task, kind, classes, and per data set its fields")
 
 
 class ErrorDetail(Response):
@@ -266,17 +270,37 @@ def _narrow(base: type[BaseModel], name: str, annotation: Any, **constraints: An
     return annotation, Field(**kw)
 
 
-def request_models(credit_features: list[dict], window_days: int, max_bars: int, max_texts: int,
+def credit_request_model(credit_features: list[dict] | dict[str, list[dict]], text: Any) -> Any:
+    """The credit request: one data set's features (a list), or, when the bundle serves several credit data
+    sets ({data set: features}), one model per data set told apart by its `dataset` field (a discriminated
+    union: OpenAPI lists each data set's own fields under its name). One data set in a dict: `dataset` is
+    optional and may only name it."""
+    sets = credit_features if isinstance(credit_features, dict) else {None: credit_features}
+    models = []
+    for dataset, features in sets.items():
+        suffix = f"_{dataset}" if dataset and len(sets) > 1 else ""
+        extra: dict[str, Any] = {}
+        if dataset is not None:
+            tag = Literal[dataset]  # type: ignore[valid-type]
+            extra["dataset"] = ((tag, Field(description=f"The data set: {dataset!r}")) if len(sets) > 1 else
+                                (tag | None, Field(None, description=f"The data set (only {dataset!r} is served)")))
+        models.append(create_model(
+            f"CreditRiskRequest{suffix}", __base__=CreditRiskRequest,
+            features=(credit_features_model(features, f"CreditFeatures{suffix}"),
+                      Field(description="The applicant's fields (CreditFeatures); at least one must be given, not "
+                                        "null")),
+            text=_narrow(CreditRiskRequest, "text", text | None), **extra))
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator="dataset")]  # noqa: UP007
+
+
+def request_models(credit_features: list[dict] | dict[str, list[dict]], window_days: int, max_bars: int, max_texts: int,
                    max_chars: int) -> RequestModels:
     """The request models with the served limits in them (and so in OpenAPI): bars between window_days+1 and
     max_bars, at most max_texts texts of at most max_chars characters each, exactly the bundle's features."""
     text = text_type(max_chars)
-    credit = create_model(
-        "CreditRiskRequest", __base__=CreditRiskRequest,
-        features=(credit_features_model(credit_features),
-                  Field(description="The applicant's fields (CreditFeatures); at least one must be given, not "
-                                    "null")),
-        text=_narrow(CreditRiskRequest, "text", text | None))
+    credit = credit_request_model(credit_features, text)
     stock = create_model(
         "StockMovementRequest", __base__=StockMovementRequest,
         bars=_narrow(StockMovementRequest, "bars", list[Bar], min_length=window_days + 1, max_length=max_bars),

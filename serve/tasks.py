@@ -55,7 +55,7 @@ class Credit:
     async def predict(self, req: dict) -> dict:
         t0 = time.perf_counter()
         try:
-            row = self.pre.credit_row(req["features"], req.get("text"), req.get("image"))
+            row = self.pre.credit_row(req["features"], req.get("text"), req.get("image"), req.get("dataset"))
         except InputError as exc:
             return _error(exc)
         pre_ms = ms_since(t0)
@@ -67,7 +67,7 @@ class Credit:
             tab = sorted(out["attribution"].get("tabular", {}).items(), key=lambda kv: -kv[1])
             reasons = [{"feature": k.removeprefix(prefix).split("__", 1)[-1], "attribution": v}  # own fields only
                        for k, v in tab if v > 0 and k.startswith(prefix)][: self.n_reasons]
-        result = {"probability_of_default": p, "risk_grade": risk_grade(p),
+        result = {"dataset": row.dataset, "probability_of_default": p, "risk_grade": risk_grade(p),
                   "decision": "decline" if p >= self.threshold else "approve", "threshold": self.threshold,
                   "reason_codes": reasons}
         return _reply(result, pre_ms, out, t0)

@@ -83,6 +83,7 @@ def load(root: Path, settings: DataSection) -> SourceTable:
         [folder / TRAIN_FILE, folder / TEST_FILE, folder / CATEGORIES_FILE],
         n_read=n_read,
         n_sliced_out=n_sliced,
+        classes=list(index),  # the intent head's class count and names come from here (the manifest's classes)
     )
 
 

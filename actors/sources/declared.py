@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from actors.declaration import SPLITS, DatasetDeclaration, HashSplit, TimeSplit
+from actors.declaration import SPLITS, DatasetDeclaration, HashSplit, TimeSplit, join_text
 from actors.settings import DataSection
 from actors.sources.base import (
     DeclarationError,
@@ -189,12 +189,8 @@ def _file_rows(name: str, decl: DatasetDeclaration, folder: Path, rel: str) -> t
     for column in decl.categorical:
         out[f"cat__{column}"] = pd.Series(_texts(df[column]), dtype="str")
     if decl.text:
-        parts = {c: [(t or "").strip() for t in _texts(df[c])] for c in decl.text}
-        if len(decl.text) == 1:
-            out["text"] = parts[decl.text[0]]
-        else:
-            out["text"] = [" | ".join(f"{c}: {v}" for c, v in zip(decl.text, row, strict=True) if v)
-                           for row in zip(*parts.values(), strict=True)]
+        parts = [_texts(df[c]) for c in decl.text]
+        out["text"] = [join_text(decl.text, list(row)) for row in zip(*parts, strict=True)]
         if decl.modalities() == ("text",):  # text is all the row has (elsewhere empty text = modality absent)
             reject(out["text"] == "", f"empty text (column{'s' if len(decl.text) > 1 else ''} "
                                       f"{', '.join(repr(c) for c in decl.text)})")

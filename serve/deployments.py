@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -138,32 +138,23 @@ class Backbone:
 
 @serve.deployment(name="ConversationStore", num_replicas=1)
 class ConversationStore:
-    """Per-conversation context: an LRU of at most `max_items` conversations, each forgotten `ttl_s` after
-    its last turn. One replica by design (the state lives here)."""
+    """Per-conversation context by (key scope, conversation id): at most `max_items` conversations, each
+    forgotten `ttl_s` after its last turn, in SQLite at `path` by default (serve/conversation_store.py), so a
+    killed replica comes back with its state. One replica by design (the state lives in its file)."""
 
-    def __init__(self, max_items: int, ttl_s: float):
-        self.max_items, self.ttl_s = max_items, ttl_s
-        self.items: OrderedDict[str, dict] = OrderedDict()
+    def __init__(self, max_items: int, ttl_s: float, path: str | None = None, backend: str = "sqlite"):
+        from serve.conversation_store import open_conversations
 
-    def _expire(self, now: float) -> None:
-        # entries are ordered by last turn (put moves to the end), so the stalest is always first
-        while self.items and now - next(iter(self.items.values()))["updated"] > self.ttl_s:
-            self.items.popitem(last=False)
-        while len(self.items) > self.max_items:
-            self.items.popitem(last=False)
+        self.store = open_conversations(backend if path is not None else "memory", path, max_items, ttl_s)
 
-    def get(self, conversation_id: str) -> dict | None:
-        self._expire(time.monotonic())
-        return self.items.get(conversation_id)
+    def get(self, conversation_id: str, scope: str = "") -> dict | None:
+        return self.store.get(scope, conversation_id)
 
-    def put(self, conversation_id: str, entry: dict) -> None:
-        now = time.monotonic()
-        self.items[conversation_id] = {**entry, "updated": now}
-        self.items.move_to_end(conversation_id)
-        self._expire(now)
+    def put(self, conversation_id: str, entry: dict, scope: str = "") -> None:
+        self.store.put(scope, conversation_id, entry)
 
     def size(self) -> int:
-        return len(self.items)
+        return self.store.size()
 
     def ready(self) -> bool:
         return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -74,6 +74,44 @@ class BatchSettings(_Section):
     one chart does not pad every short text of the batch."""
 
 
+class OpinionSettings(_Section):
+    """The opinion monitor (docs/opinion.md): windows, decay and alerts of the index kept per ticker."""
+
+    windows_s: list[int] = Field(default_factory=lambda: [3600, 86400], min_length=1, max_length=8)
+    """Window sizes (seconds) the index is kept in; each item counts in one window of each size.
+    `GET /v1/opinion/{ticker}?window=` takes exactly these (an `enum` in OpenAPI)."""
+    ew_decay: float = Field(0.8, gt=0, lt=1)
+    """Weight of a window one window older in the exponentially weighted index (an empty window only ages)."""
+    alert_k: float = Field(3.0, gt=0)
+    """A window whose mean is more than this many standard deviations from its recent history raises an alert."""
+    alert_history: int = Field(20, ge=3)
+    """Earlier non-empty windows an alert is judged against (at least 3 must exist)."""
+    alert_min_items: int = Field(5, ge=1)
+    """Fewest items a window needs before it can raise an alert."""
+    retain_windows: int = Field(400, ge=4)
+    """Windows kept per ticker and window size; older ones are folded into one carry row (bounded memory,
+    the EW index stays exact). Must exceed alert_history."""
+    max_items: int = Field(64, ge=1, le=1024)
+    """Most items in one `POST /v1/opinion/items`."""
+    shards: int = Field(2, ge=1, le=64)
+    """OpinionMonitor deployments; each owns the tickers that hash to it (crc32 % shards), in its own SQLite
+    file. Changing it moves tickers to other files: replay into a fresh state_dir after a change."""
+    num_cpus: float = Field(0.05, gt=0)
+    """CPUs per monitor replica (SQLite work only: items are scored in the ingress, through the Backbone)."""
+
+    @model_validator(mode="after")
+    def _history_kept(self):
+        if self.retain_windows <= self.alert_history:
+            raise ValueError("opinion.retain_windows must exceed opinion.alert_history (alerts read kept windows)")
+        return self
+
+
+class ConversationSettings(_Section):
+    backend: Literal["sqlite", "memory"] = "sqlite"
+    """Where customer-service context lives: sqlite (a file under state_dir; survives a killed store replica)
+    or memory (an in-process LRU, lost with its replica). docs/opinion.md describes a shared server store."""
+
+
 class ServeSection(_Section):
     http: HttpSettings = Field(default_factory=HttpSettings)
     """HTTP binding and limits."""
@@ -128,3 +166,15 @@ class ServeSection(_Section):
     """Conversations the customer-service context store keeps; the least recently used is dropped."""
     conversation_ttl_s: float = Field(1800.0, gt=0)
     """A conversation idle longer than this is forgotten."""
+    conversations: ConversationSettings = Field(default_factory=ConversationSettings)
+    """The customer-service conversation store."""
+    opinion: OpinionSettings = Field(default_factory=OpinionSettings)
+    """The opinion monitor behind /v1/opinion."""
+    state_dir: Path = Field(Path("artifacts/serve-state"), validate_default=True)
+    """Folder of the SQLite files the served state lives in (conversations, one file per opinion shard).
+    A relative path is made absolute where the config is read (the directory `finmm serve` runs in)."""
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, v: Path) -> Path:
+        return v if v.is_absolute() else (Path.cwd() / v).resolve()

@@ -237,6 +237,34 @@ def child(spec_path: Path, result_path: Path) -> None:
     result_path.write_text(json.dumps(result))
 
 
+def batching_ceiling(bundle: Path, threads: int, rounds: int = 20, batch: int = 16) -> dict:
+    """What batching can buy on this CPU at most, with no HTTP, no Ray and no queueing: the engine's queries/s
+    on `batch` sentiment queries (no explanations) as one call, against the same queries one call each (what
+    the plain app does per request), torch on `threads` threads, bf16 as served."""
+    import torch
+
+    from serve.engine import Engine
+    from serve.preprocess import Query
+
+    torch.set_num_threads(threads)
+    engine = Engine(bundle, bf16=True)
+    queries = [Query(engine.pre.text_row(SENTIMENT["text"]), ("sentiment",), None) for _ in range(batch)]
+    for _ in range(3):  # warm the kernels for both shapes
+        engine.infer(queries)
+        engine.infer(queries[:1])
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        engine.infer(queries)
+    batched = rounds * batch / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        for q in queries:
+            engine.infer([q])
+    single = rounds * batch / (time.perf_counter() - t0)
+    return {"threads": threads, "batch": batch, "batched_qps": round(batched, 1), "single_qps": round(single, 1),
+            "ratio": round(batched / single, 2), "bf16": engine.bf16}
+
+
 # ---------------------------------------------------------------------------------------- report
 def _cpu() -> str:
     try:
@@ -258,6 +286,8 @@ def write_report(path: Path, work: Path) -> None:
         lines += _main_section(main)
     if steps:
         lines += _steps_section(steps)
+    if (work / "ceiling.json").exists():
+        lines += _ceiling_section(json.loads((work / "ceiling.json").read_text()))
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     if "\n## Analysis" in old:  # written by hand after a run: kept
         lines += [old[old.index("\n## Analysis") + 1:].rstrip()]
@@ -274,7 +304,8 @@ def _main_section(main: dict) -> list[str]:
              f"- Both: bf16={s['bf16']}, explanations `{s['explain_method']}` (explain: true) or none "
              "(explain: false). Baseline: `serve/baseline_app.py`, one uvicorn process, sync endpoints (its "
              "thread pool runs concurrent requests), `Engine.infer` per request, torch on every core.",
-             f"- finmm Serve: the default config (what `finmm serve` runs) with layout {main.get('layout', 'one_hop')}, backbone "
+             f"- finmm Serve: the default config (what `finmm serve` runs) with layout {main.get('layout', 'one_hop')}"
+             f"{''.join(f', {k}={v}' for k, v in s.get('env', {}).items())}; backbone "
              f"{s['backbone_cpus']} CPU; batches during the run: mean {s['stats']['mean_batch_size']:.1f}, max "
              f"{s['stats']['max_batch_size']}.", "",
              "| endpoint | explain | clients | baseline req/s | serve req/s | ratio | baseline p50 ms | serve p50 ms "
@@ -326,17 +357,32 @@ def _steps_section(steps: dict) -> list[str]:
     return lines + [""]
 
 
+def _ceiling_section(ceiling: dict) -> list[str]:
+    lines = ["## What batching can buy on this CPU", "",
+             f"- Date: {ceiling['date']}; command: `{ceiling['command']}`; model: {ceiling['model']}",
+             "- In one process, no HTTP, no Ray, no queueing: `Engine.infer` on 16 sentiment queries (no "
+             "explanations) as one call against the same 16 one call each, as the plain app runs them. The ratio "
+             "is the most any batching server can gain over one forward per request here, before its own costs.",
+             "", "| torch threads | one call of 16: queries/s | 16 calls of 1: queries/s | ratio | bf16 |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['threads']} | {r['batched_qps']} | {r['single_qps']} | {r['ratio']}x | {r['bf16']} |"
+              for r in ceiling["runs"]]
+    return lines + [""]
+
+
 # ------------------------------------------------------------------------------------------ main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model-dir", help="A finetuned bundle with sentiment and credit_risk heads. Default: a "
                                         "`small` bundle with random heads, built once under --work.")
-    ap.add_argument("--part", choices=("main", "steps", "all", "report"), default="all")
+    ap.add_argument("--part", choices=("main", "steps", "ceiling", "all", "report"), default="all")
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks/serve.md"))
     ap.add_argument("--work", default=str(ROOT / "artifacts/bench/serve"))
     ap.add_argument("--layout", choices=("one_hop", "split", "fused"), help="serve.layout of the main comparison. "
                                                                         "Default: the config's default (one_hop).")
+    ap.add_argument("--serve-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="A Serve start-up switch for the main comparison (e.g. RAY_SERVE_ENABLE_HA_PROXY=1).")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-result", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -367,11 +413,16 @@ def main() -> None:
         overrides = {**FINAL[0], **({"layout": args.layout} if args.layout else {})}
         section = ServeSection.model_validate(overrides)
         baseline = run_baseline(bundle, section, MAIN_CELLS, args.seconds)
-        served = run_serve_child(bundle, overrides, FINAL[1], MAIN_CELLS, args.seconds, work)
-        name = f"main-{args.layout}.json" if args.layout else "main.json"  # one file per layout measured
+        serve_env = {**FINAL[1], **dict(kv.split("=", 1) for kv in args.serve_env)}
+        served = run_serve_child(bundle, overrides, serve_env, MAIN_CELLS, args.seconds, work)
+        name = "-".join(["main", *([args.layout] if args.layout else []),
+                         *(kv.split("=")[0].removeprefix("RAY_SERVE_").lower() for kv in args.serve_env)]) + ".json"
         (work / name).write_text(json.dumps({"date": date, "command": command, "model": model,
                                                     "layout": section.layout, "baseline": baseline,
                                                     "serve": served}, indent=1))
+    if args.part in ("ceiling", "all"):
+        (work / "ceiling.json").write_text(json.dumps({"date": date, "command": command, "model": model, "runs": [
+            batching_ceiling(bundle, t) for t in (1, os.cpu_count() or 1)]}, indent=1))
     if args.part in ("steps", "all"):
         rows = []
         env: dict = {}

@@ -69,3 +69,11 @@ def test_unknown_section_suggests_the_closest(tmp_path):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_a_moved_model_key_names_its_new_home(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("model:\n  preset: tiny\n  image_size: 64\n")
+    with pytest.raises(ConfigError, match=r"model\.image_size has moved to data\.image\.image_size") as err:
+        load_settings(old)
+    assert str(old) in str(err.value)

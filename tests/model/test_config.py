@@ -51,18 +51,45 @@ def test_model_section_to_config():
     s = ModelSection(
         preset="tiny",
         init_from_minilm=False,
-        image_size=32,
         image_patch_size=8,
         series_patch_len=2,
         mlm_weight=0.5,
-        explain_method="grad_x_input",
         heads={"sentiment": {}},
     )
     c = s.to_finmm_config(
-        30600, {"numeric_features": ["a"], "categorical_features": ["b"], "categorical_cardinalities": [4]}
+        30600, {"numeric_features": ["a"], "categorical_features": ["b"], "categorical_cardinalities": [4]},
+        image_size=32,  # data.image.image_size: the one home of the image side
     )
     assert c.text.vocab_size == 30600 and c.image.image_size == 32 and c.image.num_patches == 16
-    assert c.series.patch_len == 2 and c.objectives.mlm_weight == 0.5 and c.explain.method == "grad_x_input"
+    assert c.series.patch_len == 2 and c.objectives.mlm_weight == 0.5
     assert c.tabular.feature_names == ["a", "b"] and c.encoder.hidden_size == 64
-    with pytest.raises(ValueError, match="multiple"):
-        ModelSection(image_size=30, image_patch_size=8).to_finmm_config(30522)
+    with pytest.raises(ValueError, match="data.image.image_size 30 is not a multiple of model.image_patch_size 8"):
+        ModelSection(image_patch_size=8).to_finmm_config(30522, image_size=30)
+
+
+def test_model_schema_has_one_home(tmp_path):
+    """Every model: key names its FinMMConfig field and takes that field's default; a section survives the trip
+    through a saved config.json and back (issue 16 item 8)."""
+    defaults = FinMMConfig()
+    for name, paths in ModelSection.knobs().items():
+        for dotted in paths:
+            section, field = dotted.split(".")
+            assert getattr(getattr(defaults, section), field) == ModelSection.model_fields[name].default, dotted
+    assert set(ModelSection.knobs()) == set(ModelSection.model_fields) - {"preset", "init_from_minilm", "heads"}
+    s = ModelSection(preset="tiny", init_from_minilm=False, norm_placement="pre", dropout=0.05, image_patch_size=4,
+                     series_patch_len=2, series_max_len=64, max_text_positions=128, mlm_weight=0.5,
+                     contrastive_weight=0.25, mfm_weight=2.0, mlm_probability=0.2, mfm_probability=0.3,
+                     heads={"intent": {"num_classes": 10}})
+    config = s.to_finmm_config(30600, image_size=32)
+    assert config.encoder.dropout == config.encoder.attention_dropout == 0.05
+    config.save_pretrained(tmp_path)
+    loaded = FinMMConfig.from_pretrained(tmp_path)
+    assert ModelSection.from_finmm_config(loaded, init_from_minilm=False) == s
+
+
+def test_moved_model_keys_name_their_one_home():
+    with pytest.raises(ValidationError, match="model.image_size has moved to data.image.image_size"):
+        ModelSection(image_size=64)
+    with pytest.raises(ValidationError, match="model.explain_method has moved to serve.explain_method.*"
+                                              "model.ig_steps has moved to serve.explain_steps"):
+        ModelSection(explain_method="grad_x_input", ig_steps=8)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,8 @@ from evaluation.data import load_rows
 from model.precision import autocast, resolve_precision
 
 BATCH_SIZE = 64
+EXPLAIN_DEFAULTS = {"method": "integrated_gradients", "steps": 8, "reason_codes": 4}
+"""serve.explain_method / explain_steps / reason_codes' defaults, for callers without a config (tests)."""
 STOCK_MODALITIES = ("text", "image", "series")
 
 
@@ -108,22 +110,26 @@ def bundle_layout(bundle) -> BatchLayout:
     return BatchLayout.from_dict(state["layout"])
 
 
-def reason_code_examples(model, table: pa.Table, layout: BatchLayout, dataset: str, n: int = 5, k: int = 4,
-                         steps: int = 8) -> list[dict]:
-    """Integrated-gradient reason codes (top tabular features raising P(default)) for the first `n` rows."""
+def reason_code_examples(model, table: pa.Table, layout: BatchLayout, dataset: str, n: int = 5,
+                         explain_settings: Mapping | None = None) -> list[dict]:
+    """Reason codes (top tabular features raising P(default)) for the first `n` rows, computed as the server
+    computes them: `explain_settings` = {"method", "steps", "reason_codes"} from the one home of those settings,
+    `serve.explain_method`, `serve.explain_steps` and `serve.reason_codes` (the CLI passes them; without them,
+    their defaults)."""
     from model.explain import explain, reason_codes
 
+    chosen = {**EXPLAIN_DEFAULTS, **(explain_settings or {})}
     part = table.slice(0, n)
     ids, batch = next(batches(part, layout, dataset, batch_size=n))
-    exp = explain(model, batch, "credit_risk", steps=steps)
-    codes = reason_codes(exp, k=k, dataset=dataset)
+    exp = explain(model, batch, "credit_risk", method=chosen["method"], steps=chosen["steps"])
+    codes = reason_codes(exp, k=chosen["reason_codes"], dataset=dataset)
     return [{"id": i, "p_default": float(s), "reason_codes": c}
             for i, s, c in zip(ids, exp.probability.tolist(), codes, strict=True)]
 
 
 def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, data_root: str | Path | None = None,
                     max_rows: int | None = None, ablations: bool = True,
-                    datasets: Sequence[str] | None = None, data=None) -> dict:
+                    datasets: Sequence[str] | None = None, data=None, explain: Mapping | None = None) -> dict:
     """Every EVAL.md figure of the bundle on `task`'s data sets (German Credit excluded: see `german_cv`),
     plus the ablations and, for credit, reason codes; data sets not prepared under `output_dir` are left out.
     With `max_rows` (quick runs) only the test rows of `load_rows(..., max_rows)` are scored, the same rows as
@@ -131,6 +137,8 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
     StockNet modality drops (each is another full pass over the split; the demo skips them). `datasets`
     keeps only those of the task's data sets. `data` (the data section) brings the declared data sets and
     tasks (issue 16); without it only the built-ins are known.
+    `explain` ({"method", "steps", "reason_codes"}: serve.explain_method, explain_steps, reason_codes) makes the
+    credit reason codes the server's.
     Returns {dataset: {...}}; predictions under "_predictions" (not JSON)."""
     from model.bundle import load_bundle
 
@@ -167,7 +175,7 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
             item["figures"] = ev.evaluate_lending_club(rows, text_off, pred)
             if ablations:
                 item["ablation_note"] = "tabular = the same model with the text modality dropped at inference"
-            item["reason_codes"] = reason_code_examples(bundle.model, table, layout, dataset)
+            item["reason_codes"] = reason_code_examples(bundle.model, table, layout, dataset, explain_settings=explain)
         elif dataset in ev.EVALUATORS:
             item["figures"] = ev.EVALUATORS[dataset](rows, pred)
         else:  # a declared data set: figures by its task's kind

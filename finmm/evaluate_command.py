@@ -6,6 +6,13 @@ import time
 from pathlib import Path
 
 
+def explain_settings(settings) -> dict:
+    """How reason codes are computed, from their one home, the `serve:` section, so that the reports' reason codes
+    are the ones the server answers with."""
+    serve = settings.serve
+    return {"method": serve.explain_method, "steps": serve.explain_steps, "reason_codes": serve.reason_codes}
+
+
 def report_dir(settings) -> Path:
     """Reports live next to the prepared data: artifacts/data -> artifacts/reports."""
     return Path(settings.data.output_dir).parent / "reports"
@@ -66,7 +73,7 @@ def _finmm_entries(settings, task, bundle, datasets, max_rows, console, ablation
     start = time.perf_counter()
     try:
         scored = evaluate_bundle(bundle, task, settings.data.output_dir, settings.data.root, max_rows, ablations,
-                                 datasets, data=settings.data)
+                                 datasets, data=settings.data, explain=explain_settings(settings))
     except FileNotFoundError as exc:
         for d in datasets:
             if d != "german_credit":

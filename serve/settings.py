@@ -156,12 +156,13 @@ class ServeSection(_Section):
     """Most OHLCV bars in one stock-movement request (at least data.series.window_days+1 are required)."""
     explain_method: Literal["integrated_gradients", "grad_x_input"] = "integrated_gradients"
     """Attribution method for reason codes, words and modality contributions, against the reference applicant
-    (model.explain). integrated_gradients (the default, as `finmm evaluate`'s reports compute reason codes)
-    costs explain_steps+1 forward/backward passes and satisfies completeness; grad_x_input costs one."""
+    (model.explain). The one home of the explanation settings: `finmm evaluate`'s reports read this and the two
+    below too, so they show the codes the server answers with. integrated_gradients (the default) costs
+    explain_steps+1 forward/backward passes and satisfies completeness; grad_x_input costs one."""
     explain_steps: int = Field(8, ge=1, le=128)
-    """Integrated-gradient steps when explain_method is integrated_gradients (the reports use 8 too)."""
+    """Integrated-gradient steps when explain_method is integrated_gradients (the reports use the same)."""
     reason_codes: int = Field(4, ge=1, le=20)
-    """Reason codes returned per credit decision."""
+    """Reason codes returned per credit decision (and shown per example in the credit report)."""
     max_conversations: int = Field(10_000, ge=1)
     """Conversations the customer-service context store keeps; the least recently used is dropped."""
     conversation_ttl_s: float = Field(1800.0, gt=0)

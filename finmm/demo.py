@@ -255,7 +255,11 @@ def _prepare(settings: FinMMSettings, console: Console, noise: Console) -> list[
     progress = stage_progress(console)
     tasks: dict[str, int] = {}
 
+    kept: list[str] = []
+
     def report(dataset: str, stage: str) -> None:
+        if dataset == "tokenizer" and stage.startswith("kept "):
+            kept.append(stage.split()[1])  # the version prepare kept (actors.pipeline._tokenizer_for)
         if dataset not in tasks:
             tasks[dataset] = progress.add_task(f"{dataset:<22} {stage}", total=None)
         if stage == "done":
@@ -266,7 +270,8 @@ def _prepare(settings: FinMMSettings, console: Console, noise: Console) -> list[
     with progress:
         summaries = prepare(settings.data, None, report)
         if "tokenizer" in tasks:
-            progress.update(tasks["tokenizer"], total=1, completed=1, description=f"{'tokenizer':<22} built")
+            done = f"kept {kept[-1]}" if kept else "built"
+            progress.update(tasks["tokenizer"], total=1, completed=1, description=f"{'tokenizer':<22} {done}")
         for s in summaries:
             splits = " · ".join(f"{k} {v}" for k, v in s.splits.items())
             rejected = sum(s.rejected.values())

@@ -168,6 +168,10 @@ def evaluate(
 ) -> None:
     """Score finmm and the baselines on the task's test splits (EVAL.md); write artifacts/reports/<task>.*"""
     settings = settings_or_exit(config, with_recipe(recipe, overrides))
+    if task == "opinion":  # the opinion index of `finmm opinion replay` vs returns (finmm/opinion_command.py)
+        from finmm.opinion_command import run_opinion_evaluate
+
+        raise typer.Exit(run_opinion_evaluate(settings, console))
     from finmm.evaluate_command import run_evaluate
 
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
@@ -273,6 +277,10 @@ def data_check(
 
     raise typer.Exit(run_check(settings, name, console, err_console))
 
+
+from finmm.opinion_command import opinion_app  # noqa: E402 (`finmm opinion replay`)
+
+app.add_typer(opinion_app, name="opinion")
 
 jobs_app = typer.Typer(help="Manage jobs on a running Ray cluster.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")

@@ -24,7 +24,9 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve import schemas
+from serve.conversation_store import key_scope
 from serve.deployments import retry_idempotent
+from serve.opinion_api import add_opinion_routes
 
 logger = logging.getLogger("finmm.serve")
 OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")
@@ -189,14 +191,19 @@ class Gate:
                             endpoint, status_box["status"], ms)
 
     def _authorised(self, headers: dict[str, str]) -> bool:
-        auth = headers.get("authorization", "")
-        given = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
+        given = presented_key(headers)
         if not given:
             return False
         ok = False
         for key in self.api_keys:  # compare with every key, constant time each
             ok |= hmac.compare_digest(given.encode(), key.encode())
         return ok
+
+
+def presented_key(headers) -> str:
+    """The API key a request presents: `Authorization: Bearer <key>`, else `X-API-Key`, else ""."""
+    auth = headers.get("authorization", "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
 
 
 class Metrics:
@@ -339,6 +346,7 @@ def build_api(backend, options: dict, credit_features: list[dict] | dict[str, li
         t0 = time.perf_counter()
         require_heads("customer-service")
         payload = body.model_dump()
+        payload["key_scope"] = key_scope(presented_key(request.headers)) if api_keys else ""  # ids scoped per key
         if body.conversation_id is not None:  # a turn updates the conversation's context: not retried whole
             return answer(await backend.customer_service(payload), request, t0)
         return answer(await retry_idempotent(backend.customer_service, payload), request, t0)
@@ -348,6 +356,9 @@ def build_api(backend, options: dict, credit_features: list[dict] | dict[str, li
 
         add_declared_routes(app, backend.declared, schemas.text_type(options["max_text_chars"]), answer,
                             retry_idempotent)
+
+    if getattr(backend, "opinion", None) is not None:  # the /v1/opinion routes (serve/opinion_api.py)
+        add_opinion_routes(app, backend.opinion, options, rid_of)
 
     @app.get("/", include_in_schema=False)
     async def console():

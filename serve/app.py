@@ -29,6 +29,7 @@ from serve.deployments import (
     backbone_caller,
     torch_threads,
 )
+from serve.opinion import OpinionFront, bind_monitors, shard_names
 from serve.preprocess import MODEL_DIR_ENV, Preprocessor, resolve_model_dir
 from serve.settings import DeploymentSettings, ServeSection
 from serve.tasks import build_tasks
@@ -122,12 +123,16 @@ class Ingress:
     hands each request to its task deployment. `tasks` maps task name -> a task deployment's handle, or is
     None for one_hop."""
 
-    def __init__(self, backbone, store, tasks: dict | None, model_dir: str, section: dict):
+    def __init__(self, backbone, store, tasks: dict | None, model_dir: str, section: dict,
+                 monitors: list | None = None):
         self.section = ServeSection.model_validate(section)
         if isinstance(backbone, dict):  # layout fused: the Backbone's class in this replica (its init arguments)
             backbone = InProcess(Backbone.func_or_class(**backbone))
         self.pre = Preprocessor(Path(model_dir))
-        self.handles = {"Backbone": backbone, "ConversationStore": store, **(tasks or {})}
+        self.handles = {"Backbone": backbone, "ConversationStore": store, **(tasks or {}),
+                        **dict(zip(shard_names(len(monitors or [])), monitors or [], strict=True))}
+        self.opinion = OpinionFront(self.pre, backbone_caller(backbone), monitors) if monitors else None
+        """The /v1/opinion side (serve/opinion.py): scores items through the backbone, routes them to shards."""
         if tasks is None:
             self.tasks = build_tasks(self.pre, backbone_caller(backbone), store, self.section)
             self.predict = {name: task.predict for name, task in self.tasks.items()}
@@ -149,7 +154,8 @@ class Ingress:
     def __serve_build_asgi_app__(self):
         s = self.section
         options = {"max_text_chars": s.max_text_chars, "max_texts": s.max_texts, "max_bars": s.max_bars,
-                   "max_body_bytes": s.http.max_body_bytes, "access_log": s.access_log}
+                   "max_body_bytes": s.http.max_body_bytes, "access_log": s.access_log,
+                   "opinion": s.opinion.model_dump()}
         try:
             metrics = Metrics()
         except Exception:  # metrics are best effort (e.g. outside a Ray worker)
@@ -213,7 +219,9 @@ def build_app(args: AppArgs | dict | None = None) -> Application:
             **backbone_args, threads=torch_threads(cpus, b.torch_threads))
     store_opts = {**deployment_options(s.tasks), "num_replicas": 1}
     store_opts.pop("autoscaling_config", None)
-    store = ConversationStore.options(**store_opts).bind(s.max_conversations, s.conversation_ttl_s)
+    store = ConversationStore.options(**store_opts).bind(
+        s.max_conversations, s.conversation_ttl_s, str(s.state_dir / "conversations.sqlite"), s.conversations.backend)
+    monitors = bind_monitors(s, {**store_opts, "ray_actor_options": {"num_cpus": s.opinion.num_cpus}})
     section = s.model_dump(mode="json")
     tasks = None
     if s.layout == "split":
@@ -222,4 +230,4 @@ def build_app(args: AppArgs | dict | None = None) -> Application:
     keys_config = {"api_keys_env": s.api_keys_env,
                    "api_keys_file": str(s.api_keys_file) if s.api_keys_file else None}
     return Ingress.options(**deployment_options(s.ingress, num_cpus=ingress_cpus), user_config=keys_config).bind(
-        backbone, store, tasks, model_dir, section)
+        backbone, store, tasks, model_dir, section, monitors)

@@ -166,7 +166,8 @@ class CustomerService:
             return _error(exc)
         pre_ms = ms_since(t0)
         cid = req.get("conversation_id")
-        previous_ref = self.store.get.remote(cid) if cid else None
+        scope = req.get("key_scope", "")  # SHA-256 of the caller's API key (serve.conversation_store.key_scope)
+        previous_ref = self.store.get.remote(cid, scope) if cid else None
         out = await self.infer(Query(row, self.heads))
         previous = await previous_ref if previous_ref is not None else None
         intent_out = out["heads"]["intent"]
@@ -184,7 +185,7 @@ class CustomerService:
         sentiment = sentiment_result(out)["label"]
         turn = (previous or {}).get("turn", 0) + 1
         if cid:
-            await self.store.put.remote(cid, {"intent": intent, "confidence": confidence, "turn": turn})
+            await self.store.put.remote(cid, {"intent": intent, "confidence": confidence, "turn": turn}, scope)
         names = [e["intent"] for e in self.kb]
         result = {"intent": names[intent] if intent < len(names) else str(intent), "confidence": confidence,
                   "answer": self.kb[intent]["answer"] if intent < len(self.kb) else "",

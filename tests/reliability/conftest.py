@@ -16,7 +16,7 @@ def reliability_bundle(served_bundle) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app_url(ray_cluster, reliability_bundle):
+def app_url(ray_cluster, reliability_bundle, tmp_path_factory):
     """The whole Serve graph deployed from its config on a free loopback port, shut down after the module."""
     from ray import serve
 
@@ -24,6 +24,7 @@ def app_url(ray_cluster, reliability_bundle):
     from serve.settings import ServeSection
 
     port = free_port()
-    deploy(serve_config(ServeSection(http={"host": "127.0.0.1", "port": port}), reliability_bundle))
+    deploy(serve_config(ServeSection(http={"host": "127.0.0.1", "port": port},
+                                    state_dir=tmp_path_factory.mktemp("serve-state")), reliability_bundle))
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()

@@ -51,7 +51,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(ray_cluster, model_bundle):
+def app_url(ray_cluster, model_bundle, tmp_path_factory):
     """The whole Serve graph deployed from the tiny bundle on a free 127.0.0.1 port, once per test module."""
     from ray import serve
 
@@ -59,6 +59,7 @@ def app_url(ray_cluster, model_bundle):
     from serve.settings import ServeSection
 
     port = free_port()
-    deploy(serve_config(ServeSection(http={"host": "127.0.0.1", "port": port}), model_bundle))
+    deploy(serve_config(ServeSection(http={"host": "127.0.0.1", "port": port},
+                                    state_dir=tmp_path_factory.mktemp("serve-state")), model_bundle))
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()

@@ -68,8 +68,21 @@ class TaskSpec:
         return kwargs
 
 
+def dataset_classes(output_dir: str | Path, dataset: str) -> list[str] | None:
+    """One prepared data set's class names in label-id order (its manifest's `classes`), or None."""
+    import json
+
+    from actors.manifest import MANIFEST
+
+    path = Path(output_dir) / dataset / MANIFEST
+    classes = json.loads(path.read_text()).get("classes") if path.exists() else None
+    return list(classes) if classes is not None else None
+
+
 def task_classes(task: TaskSpec, output_dir: str | Path) -> list[str]:
-    """The class names of a task, in label-id order, from its prepared data sets' manifests (they must agree)."""
+    """The class names of a task, in label-id order, from its prepared data sets' manifests (they must agree:
+    one head over K classes; a binary task's data sets may name their two classes differently, see
+    `dataset_classes`)."""
     import json
 
     from actors.manifest import MANIFEST

@@ -89,7 +89,7 @@ def served_tasks(settings, specs) -> dict:
     """What serving needs of each trained task (saved in the bundle): its registry entry (kind, head,
     endpoint, data sets prepared), its class names, and each data set's fields, so that the endpoint's request
     schema can list them (serve/declared.py)."""
-    from cluster.tasks import task_classes
+    from cluster.tasks import dataset_classes, task_classes
 
     data = settings.data
     out = {}
@@ -105,7 +105,8 @@ def served_tasks(settings, specs) -> dict:
             if block is not None:
                 fields[d] = {**block.feature_columns(), "title": block.title or d}
         out[task.name] = {"kind": task.kind, "head": task.head, "endpoint": task.endpoint, "datasets": prepared,
-                          "classes": classes, "selection_metric": task.selection_metric, "fields": fields}
+                          "classes": classes, "selection_metric": task.selection_metric, "fields": fields,
+                          "dataset_classes": {d: dataset_classes(data.output_dir, d) for d in prepared}}
     return out
 
 

@@ -21,8 +21,17 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from cluster.metrics import classification_metrics, movement_metrics
 from evaluation import evaluators as ev
-from evaluation.baselines import BaselineResult, _fit_lgbm_early, _frame, _lgbm, _series, _word, feature_columns
-from evaluation.baselines import linear_tabular, tree_tabular
+from evaluation.baselines import (
+    BaselineResult,
+    _fit_lgbm_early,
+    _frame,
+    _lgbm,
+    _series,
+    _word,
+    feature_columns,
+    linear_tabular,
+    tree_tabular,
+)
 from evaluation.data import split
 
 C_GRID = (0.1, 1.0, 10.0)

@@ -179,10 +179,10 @@ def evaluate_bundle(model_dir: str | Path, task: str, output_dir: str | Path, da
         elif dataset in ev.EVALUATORS:
             item["figures"] = ev.EVALUATORS[dataset](rows, pred)
         else:  # a declared data set: figures by its task's kind
-            from cluster.tasks import task_classes
+            from cluster.tasks import dataset_classes, task_classes
             from evaluation.declared import evaluate_declared
 
-            classes = task_classes(spec, output_dir)
+            classes = dataset_classes(output_dir, dataset) or task_classes(spec, output_dir)
             item["classes"] = classes
             item["figures"] = evaluate_declared(dataset, spec.kind, len(classes), rows, pred)
         if dataset == "stocknet" and ablations:

@@ -127,8 +127,8 @@ def _plots(dataset: str, entry: dict, folder: Path, stem: str) -> list[plots.Plo
     declared_kind = next((fig.get("kind") for _, fig in models if fig.get("kind")), None)
     if declared_kind == "binary_risk":  # a declared credit data set: the same two plots over its test split
         curves = [(n, f["test"]) for n, f in models if "roc" in f.get("test", {})]
-        made.append(plots.line_plot(folder / f"{stem}_{dataset}_roc.png",
-                                    [(f"{n} (AUC {f['auc']:.3f})", f["roc"]["fpr"], f["roc"]["tpr"]) for n, f in curves],
+        roc = [(f"{n} (AUC {f['auc']:.3f})", f["roc"]["fpr"], f["roc"]["tpr"]) for n, f in curves]
+        made.append(plots.line_plot(folder / f"{stem}_{dataset}_roc.png", roc,
                                     f"{dataset}: ROC (test)", "false positive rate", "true positive rate",
                                     diagonal_label="chance"))
         made.append(plots.line_plot(folder / f"{stem}_{dataset}_calibration.png",

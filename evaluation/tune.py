@@ -27,9 +27,9 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from evaluation.recipes import RECIPES_DIR, write_recipe
 from cluster.placement_groups import release_placement_group
 from cluster.tasks import task_spec
+from evaluation.recipes import RECIPES_DIR, write_recipe
 
 SCORE = "score"
 TRIAL_CPU = 0.01

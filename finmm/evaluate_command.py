@@ -12,7 +12,6 @@ def explain_settings(settings) -> dict:
     serve = settings.serve
     return {"method": serve.explain_method, "steps": serve.explain_steps, "reason_codes": serve.reason_codes}
 
-
 def report_dir(settings) -> Path:
     """Reports live next to the prepared data: artifacts/data -> artifacts/reports."""
     return Path(settings.data.output_dir).parent / "reports"
@@ -147,6 +146,7 @@ def run_evaluate(
     """Baselines (always) and finmm (when a finetuned bundle exists) on `task`'s data sets (or those of them
     in `datasets`); writes artifacts/reports/<task>.json, <task>.md and PNG plots. `ablations=False` skips
     finmm's extra passes (Lending Club tabular-only, StockNet modality drops)."""
+    from cluster.tasks import dataset_classes, task_classes, task_specs
     from evaluation.baselines import run_baselines
     from evaluation.data import TASK_DATASETS, load_rows
     from evaluation.plain_finetune import recorded
@@ -157,8 +157,6 @@ def run_evaluate(
         git_dirty,
         write_task_report,
     )
-
-    from cluster.tasks import task_classes, task_specs
 
     specs = task_specs(settings.data)
     if task not in specs:
@@ -186,7 +184,7 @@ def run_evaluate(
         if dataset in own:
             from evaluation.declared import declared_baselines
 
-            classes = task_classes(spec, settings.data.output_dir)
+            classes = dataset_classes(settings.data.output_dir, dataset) or task_classes(spec, settings.data.output_dir)
             results[dataset] = {"classes": classes}
             found = declared_baselines(dataset, spec.kind, len(classes), rows)
         else:

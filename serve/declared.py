@@ -141,7 +141,8 @@ class DeclaredTask:
             values = [1 - p, p]
         else:
             values = [float(v) for v in probs]
-        names = self.classes if len(self.classes) == len(values) else [str(i) for i in range(len(values))]
+        names = self.entry.get("dataset_classes", {}).get(dataset) or self.classes
+        names = names if len(names) == len(values) else [str(i) for i in range(len(values))]
         k = max(range(len(values)), key=values.__getitem__)
         result = {"task": self.name, "dataset": dataset, "label": names[k],
                   "probabilities": dict(zip(names, values, strict=True)),

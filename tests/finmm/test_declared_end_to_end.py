@@ -220,3 +220,58 @@ def test_b_a_text_data_set_with_its_own_classes_becomes_a_declared_task(ray_clus
             assert client.post("/v1/sentiment", json={"text": "fine"}).status_code == 503
     finally:
         serve.shutdown()
+
+
+LOANS_BLOCK = """
+    own_loans:
+      files: [loans.csv]
+      read: {delimiter: ";"}
+      text: [loan_title, notes]
+      numeric: [amount, interest_rate, income, debt_to_income]
+      categorical: [term_months, grade, home, purpose, state]
+      id: application_id
+      label: {column: status, classes: {Fully Paid: repaid, Charged Off: default}, positive: default}
+      split: {kind: time, column: issued, test_from: 2011-01-01}
+      task: credit_risk
+"""
+"""A second credit data set (tests/actors/sources/data/own_loans: a Lending Club slice, its own columns)."""
+
+
+def test_c_a_bundle_of_two_credit_data_sets_asks_which_and_says_which(ray_cluster, tmp_path):
+    import shutil
+
+    from ray import serve
+
+    german_csv(tmp_path / "data" / "own_german")
+    shutil.copytree(OWN_DATA / "own_loans", tmp_path / "data" / "own_loans")
+    settings = _settings(tmp_path, CREDIT_BLOCK + LOANS_BLOCK, tmp_path / "data")
+    prepare(settings.data, ["own_german", "own_loans"], vocab_datasets=[])
+
+    outcome = finetune(settings, ["credit_risk"], name="two-credit")
+    metrics = [json.loads(line) for line in (outcome.run_dir / "metrics.jsonl").read_text().splitlines()]
+    state = json.loads((outcome.model_dir / "preprocessing_state.json").read_text())
+    assert state["tasks"]["credit_risk"]["datasets"] == ["own_german", "own_loans"]
+    assert state["tasks"]["credit_risk"]["dataset_classes"] == {"own_german": ["repaid", "defaulted"],
+                                                                "own_loans": ["repaid", "default"]}
+    logged = set().union(*(m.keys() for m in metrics))  # one stream per tabular data set, one head
+    assert {"credit_risk-own_german", "credit_risk-own_loans"} <= logged
+
+    url = _serve(outcome.model_dir)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            german = client.post("/v1/credit-risk", json={"dataset": "own_german", "features": {"months": 24}})
+            loans = client.post("/v1/credit-risk", json={"dataset": "own_loans",
+                                                         "features": {"amount": 5000, "grade": "B"}})
+            assert (german.status_code, loans.status_code) == (200, 200), (german.text, loans.text)
+            assert german.json()["dataset"] == "own_german" and loans.json()["dataset"] == "own_loans"
+            unnamed = client.post("/v1/credit-risk", json={"features": {"months": 24}})
+            assert unnamed.status_code == 422 and "dataset" in unnamed.text
+            crossed = client.post("/v1/credit-risk", json={"dataset": "own_loans", "features": {"months": 24}})
+            assert crossed.status_code == 422 and "months" in crossed.text
+            body = client.get("/openapi.json").json()["paths"]["/v1/credit-risk"]["post"]["requestBody"]
+            schema = body["content"]["application/json"]["schema"]
+            assert set(schema["discriminator"]["mapping"]) == {"own_german", "own_loans"}
+            served = client.get("/v1/models").json()["endpoints"][0]["datasets"]
+            assert "months" in served["own_german"]["features"] and "grade" in served["own_loans"]["features"]
+    finally:
+        serve.shutdown()

@@ -304,8 +304,9 @@ def _main_section(main: dict) -> list[str]:
              f"- Both: bf16={s['bf16']}, explanations `{s['explain_method']}` (explain: true) or none "
              "(explain: false). Baseline: `serve/baseline_app.py`, one uvicorn process, sync endpoints (its "
              "thread pool runs concurrent requests), `Engine.infer` per request, torch on every core.",
-             f"- finmm Serve: the default config (what `finmm serve` runs) with layout {main.get('layout', 'one_hop')}"
-             f"{''.join(f', {k}={v}' for k, v in s.get('env', {}).items())}; backbone "
+             f"- finmm Serve: layout {main.get('layout', 'one_hop')}"
+             f"{''.join(f', {k}={v}' for k, v in s.get('env', {}).items())}, otherwise the defaults (what "
+             f"`finmm serve` runs); backbone "
              f"{s['backbone_cpus']} CPU; batches during the run: mean {s['stats']['mean_batch_size']:.1f}, max "
              f"{s['stats']['max_batch_size']}.", "",
              "| endpoint | explain | clients | baseline req/s | serve req/s | ratio | baseline p50 ms | serve p50 ms "

@@ -97,7 +97,8 @@ def run_replay(settings, dataset: str, split: str, console, url: str | None = No
         console.print(f"replay failed: {exc}")
         return 1
     console.print(json.dumps(summary))
-    console.print(f"state: {settings.serve.state_dir} (finmm evaluate --task opinion reads it)")
+    console.print("the index is in the server's serve.state_dir; `finmm evaluate --task opinion` reads it "
+                  f"(this config's: {settings.serve.state_dir})")
     return 0
 
 

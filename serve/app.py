@@ -88,10 +88,12 @@ def node_cpus() -> float:
 
 def backbone_cpus(s: ServeSection, cpus: float) -> float:
     """serve.backbone.num_cpus, else what a node of `cpus` CPUs can give each backbone replica once the
-    ingress, the store (and the split layout's task deployments) and serve.cpu_headroom are set aside."""
+    ingress, the store, the opinion shards (and the split layout's task deployments) and serve.cpu_headroom are
+    set aside."""
     if s.backbone.num_cpus is not None:
         return s.backbone.num_cpus
     others = _replicas(s.ingress) * s.ingress.num_cpus + s.tasks.num_cpus  # + the ConversationStore
+    others += s.opinion.shards * s.opinion.num_cpus  # the OpinionMonitor shards, one replica each
     if s.layout == "split":
         others += len(TASK_DEPLOYMENTS) * _replicas(s.tasks) * s.tasks.num_cpus
     free = (cpus - others - s.cpu_headroom) / _replicas(s.backbone)

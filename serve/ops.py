@@ -99,6 +99,9 @@ def scale(deployment: str, n: int, timeout_s: float = 120) -> int:
                          "Ingress replica: scale Ingress)")
     if deployment == "ConversationStore" and n != 1:
         raise ValueError("ConversationStore holds the conversation state and runs exactly one replica")
+    if deployment.startswith("OpinionMonitor") and n != 1:
+        raise ValueError(f"{deployment} owns its tickers' state (one SQLite file) and runs exactly one replica; "
+                         "more shards: set serve.opinion.shards and replay into a fresh state_dir")
     config = deployed_config()
     app = config["applications"][0]
     entries = [d for d in app.get("deployments") or [] if d.get("name") != deployment]

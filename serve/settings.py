@@ -52,7 +52,7 @@ class IngressSettings(DeploymentSettings):
 class BackboneSettings(DeploymentSettings):
     num_cpus: float | None = Field(None, gt=0)
     """CPUs per backbone replica. Empty: what the largest node can give once the other deployments and
-    `serve.cpu_headroom` are set aside, split over the replicas (1.25 on a 2-CPU machine). Never every CPU:
+    `serve.cpu_headroom` are set aside, split over the replicas (1.15 on a 2-CPU machine). Never every CPU:
     Ray Data and Train tasks on the same cluster need some, and pools that reserve all CPUs hang."""
     max_ongoing_requests: int = Field(128, ge=1)
     """Queries a backbone replica accepts at once. Above the clients you expect: at 32 with 64 clients the

@@ -357,3 +357,5 @@ def test_scale_changes_replica_count(client):
     assert scale("Ingress", 1) == 1
     with pytest.raises(ValueError, match="layout: split"):
         scale("Sentiment", 2)  # one_hop: the tasks run in the ingress
+    with pytest.raises(ValueError, match="exactly one replica"):
+        scale("OpinionMonitor0", 2)  # a shard owns its tickers' SQLite file

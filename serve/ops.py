@@ -95,8 +95,8 @@ def scale(deployment: str, n: int, timeout_s: float = 120) -> int:
     running = list(app.deployments) if app is not None else list(DEPLOYMENTS)
     if deployment not in running:
         raise ValueError(f"unknown deployment {deployment!r}; the running app has {', '.join(running)} (the task "
-                         "deployments exist only with serve.layout: split; with layout fused the Backbone runs inside each "
-                         "Ingress replica: scale Ingress)")
+                         "deployments exist only with serve.layout: split; with layout fused the Backbone runs "
+                         "inside each Ingress replica: scale Ingress)")
     if deployment == "ConversationStore" and n != 1:
         raise ValueError("ConversationStore holds the conversation state and runs exactly one replica")
     if deployment.startswith("OpinionMonitor") and n != 1:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.finmm_eval import bundle_layout, predict, prepared_modalities, read_split
 from cluster.metrics import binary_metrics
 from cluster.tasks import TASKS, task_spec
 from cluster.trainer import finetune
+from evaluation.finmm_eval import bundle_layout, predict, prepared_modalities, read_split
 from model.bundle import load_bundle
 
 pytestmark = pytest.mark.timeout(600)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from evaluation.recipes import RECIPES_DIR, load_recipe
 from cluster.trainer import pretrain
+from evaluation.recipes import RECIPES_DIR, load_recipe
 from finmm.config import ConfigError, load_settings
 from model.config import FinMMConfig
 from model.pretraining import FinMMForPretraining

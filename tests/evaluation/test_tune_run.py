@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from evaluation.recipes import load_recipe
 from cluster.placement_groups import PLACEMENT_GROUP_FILE
+from evaluation.recipes import load_recipe
 from finmm.config import load_settings
 
 pytestmark = pytest.mark.timeout(900)

@@ -99,7 +99,8 @@ def declarations(draw) -> dict:
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", quoting=csv.QUOTE_ALL)  # a bare \r is a line break
+    # every field quoted: a bare \r in an unquoted field is a line break to any CSV reader
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writeheader()
     writer.writerows(rows)
     path.write_bytes(buf.getvalue().encode("utf-8"))

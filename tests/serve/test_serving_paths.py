@@ -1,6 +1,7 @@
 """The serving paths of issue 17 over real HTTP on 127.0.0.1: length-bucketed batches, one backbone call per
 customer-service answer, 503 for a head the bundle lacks (one deployment per layout, one_hop and fused, of a
-bundle without the credit and stock heads), and `finmm serve` stopping on SIGTERM under load without losing a request."""
+bundle without the credit and stock heads), and `finmm serve` stopping on SIGTERM under load without losing a
+request."""
 
 from __future__ import annotations
 

@@ -190,8 +190,8 @@ def add_opinion_routes(app, front, options: dict, rid_of) -> None:
                                  pattern=RFC3339, json_schema_extra={"format": "date-time"})] = None):
         """The ticker's index per window, oldest first, with the alerts of those windows."""
         lo, hi = ts(t_from, "from"), ts(t_to, "to")
-        if lo is not None and hi is not None and lo > hi:
-            raise _Invalid(["query", "to"], "`to` is before `from`")
+        if lo is not None and hi is not None and lo > hi:  # an empty range, as the schema allows: no windows
+            return {"ticker": ticker, "window_s": int(window), "points": [], "alerts": []}
         return await front.series(ticker, int(window), lo, hi)
 
     @app.exception_handler(_Invalid)

@@ -160,8 +160,15 @@ def _describe(err: dict, text: str, override_keys: set[str], root: type[BaseMode
     if loc and loc[-1] == "[key]":  # a dict key (e.g. finetune.loss_weights.<task>) that is not allowed
         loc = loc[:-1]
     dotted = ".".join(str(p) for p in loc)
-    if not loc:  # a check across sections names its keys in the message itself
-        return str(err["msg"]).removeprefix("Value error, ")
+    if not loc:  # a check across sections names its key first in the message: say where that key was set
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        key, sep, rest = msg.partition(": ")
+        if not sep or " " in key:
+            return msg
+        if key in override_keys:
+            return f"key '{key}' (from a command-line override): {rest}"
+        line = _yaml_line(text, tuple(key.split(".")))
+        return f"key '{key}'" + (f" (line {line})" if line is not None else "") + f": {rest}"
     where = f"key '{dotted}'"
     if dotted in override_keys:
         where += " (from a command-line override)"

@@ -24,32 +24,59 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_head(temp_dir: Path, num_cpus: int = 1) -> tuple[subprocess.Popen, str]:
-    """Start the head; return (process, Jobs API address) once the dashboard accepts connections."""
+def _distinct_ports(count: int, avoid: range) -> list[int]:
+    """`count` free ports, all different and none inside `avoid` (Ray refuses a head whose ports overlap)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in avoid and port not in ports:
+            ports.append(port)
+    return ports
+
+
+def start_head(temp_dir: Path, num_cpus: int = 1, attempts: int = 3) -> tuple[subprocess.Popen, str]:
+    """Start the head; return (process, Jobs API address) once the dashboard accepts connections.
+
+    Free ports are only free when they are drawn: another process may take one before the head binds it, and
+    then `ray start` exits. Each attempt draws new ports; the head's own output goes to `temp_dir/head.log`,
+    and the last attempt's log is in the error.
+    """
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled",
            "RAY_USAGE_STATS_ENABLED": "0"}
-    dashboard_port = free_port()
-    low = free_port()
-    ports = [f"--port={free_port()}", f"--dashboard-port={dashboard_port}",
-             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-             f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
-             f"--ray-client-server-port={free_port()}", f"--node-manager-port={free_port()}",
-             f"--object-manager-port={free_port()}", f"--min-worker-port={low}", f"--max-worker-port={low + 200}"]
-    head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={num_cpus}", "--include-dashboard=true",
-         "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}", *ports],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", dashboard_port)) == 0:
-                return head, f"http://127.0.0.1:{dashboard_port}"
-        if head.poll() is not None:
-            raise RuntimeError("ray start --head exited before its dashboard came up")
-        time.sleep(1)
-    stop_head(head)
-    raise RuntimeError("ray start --head did not bring up the dashboard within 120 s")
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    log_path = temp_dir / "head.log"
+    for _ in range(attempts):
+        low = free_port()
+        workers = range(low, low + 201)
+        (gcs, dashboard_port, agent_listen, agent_grpc, runtime_env, metrics, client, node_manager,
+         object_manager) = _distinct_ports(9, avoid=workers)
+        ports = [f"--port={gcs}", f"--dashboard-port={dashboard_port}",
+                 f"--dashboard-agent-listen-port={agent_listen}", f"--dashboard-agent-grpc-port={agent_grpc}",
+                 f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}",
+                 f"--ray-client-server-port={client}", f"--node-manager-port={node_manager}",
+                 f"--object-manager-port={object_manager}", f"--min-worker-port={workers.start}",
+                 f"--max-worker-port={workers.stop - 1}"]
+        with log_path.open("wb") as log:
+            head = subprocess.Popen(
+                [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={num_cpus}",
+                 "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}", *ports],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and head.poll() is None:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", dashboard_port)) == 0:
+                    return head, f"http://127.0.0.1:{dashboard_port}"
+            time.sleep(1)
+        if head.poll() is None:
+            stop_head(head)
+            raise RuntimeError(f"ray start --head did not bring up the dashboard within 120 s; see {log_path}")
+        try:  # whatever the failed head had started in its group goes with it
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    tail = log_path.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"ray start --head exited before its dashboard came up, {attempts} times; last output:\n{tail}")
 
 
 def stop_head(head: subprocess.Popen) -> None:

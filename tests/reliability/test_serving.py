@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 from reliability_helpers import bench_load, record
+from replica_processes import replica_pids
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -144,22 +145,6 @@ def test_schemathesis_against_the_openapi_spec(app_url):
 
 
 # ----------------------------------------------------------------------------------------- replica kill
-def _replica_pids(deployment: str) -> set[int]:
-    """PIDs of this session's Serve replica processes of `deployment` (Ray titles them `ray::ServeReplica:app:Name`;
-    only descendants of this test process are looked at)."""
-    import psutil
-
-    tag = f"ServeReplica:finmm:{deployment}"
-    pids = set()
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if any(tag in part for part in proc.cmdline()):
-                pids.add(proc.pid)
-        except psutil.Error:
-            continue
-    return pids
-
-
 def _retries_logged() -> int | None:
     """Calls retried after a replica died, from the replicas' logs (serve/deployments.py logs each retry)."""
     try:
@@ -177,7 +162,7 @@ def test_backbone_replica_killed_under_load_is_replaced_without_client_errors(ap
 
     load = bench_load()
     assert replicas("Backbone") == 1
-    victims = _replica_pids("Backbone")
+    victims = replica_pids("Backbone")
     assert len(victims) == 1, victims
     box: dict = {}
     runner = threading.Thread(target=lambda: box.update(result=asyncio.run(
@@ -190,7 +175,7 @@ def test_backbone_replica_killed_under_load_is_replaced_without_client_errors(ap
     replaced_at = None
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        now = _replica_pids("Backbone")
+        now = replica_pids("Backbone")
         if now and victim not in now and replicas("Backbone") == 1:
             replaced_at = time.perf_counter()
             break

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from replica_processes import replica_pids
 
 pytestmark = pytest.mark.timeout(600)
 KEY_A, KEY_B = "key-a-opinion-test", "key-b-opinion-test"
@@ -274,28 +275,14 @@ def test_a_conversation_id_is_scoped_to_its_api_key(served):
 
 
 # ---------------------------------------------------------------------------------------- kills (last)
-def _replica_pids(deployment: str) -> set[int]:
-    import psutil
-
-    tag = f"ServeReplica:finmm:{deployment}"
-    pids = set()
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if any(tag in part for part in proc.cmdline()):
-                pids.add(proc.pid)
-        except psutil.Error:
-            continue
-    return pids
-
-
 def _kill_and_wait(deployment: str, timeout: float = 180) -> float:
     from serve.ops import replicas
 
-    (victim,) = _replica_pids(deployment)
+    (victim,) = replica_pids(deployment)
     t0 = time.monotonic()
     os.kill(victim, signal.SIGKILL)
     while time.monotonic() - t0 < timeout:
-        now = _replica_pids(deployment)
+        now = replica_pids(deployment)
         if now and victim not in now and replicas(deployment) == 1:
             return time.monotonic() - t0
         time.sleep(0.25)
@@ -328,11 +315,21 @@ def test_monitor_replica_killed_during_replay_ends_with_the_same_index(served, c
     reference = [{**it, "ticker": "Q" + it["ticker"], "id": "Q" + it["id"]} for it in stream]
     replay(url, reference, batch=8, api_key=KEY_A)
 
+    # The replay holds after its 5th acknowledged batch until the kill is on its way, so the kill always lands
+    # mid-replay (a fixed delay did not: on a fast run the replay had already ended).
+    reached, go = threading.Event(), threading.Event()
+
+    def hold_once(sent: int, _statuses) -> None:
+        if sent == 5 * 4 and not go.is_set():
+            reached.set()
+            go.wait(timeout=120)
+
     box: dict = {}
-    runner = threading.Thread(target=lambda: box.update(result=replay(url, stream, batch=4, api_key=KEY_A)))
+    runner = threading.Thread(
+        target=lambda: box.update(result=replay(url, stream, batch=4, api_key=KEY_A, on_batch=hold_once)))
     runner.start()
-    time.sleep(3.0)
-    assert runner.is_alive(), "the replay ended before the kill"
+    assert reached.wait(timeout=300), "the replay did not acknowledge 5 batches"
+    go.set()  # the replay sends its next batch while the replica dies
     _kill_and_wait(f"OpinionMonitor{victim_shard}")
     runner.join(timeout=400)
     summary = box["result"]

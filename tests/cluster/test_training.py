@@ -88,29 +88,29 @@ def test_a_killed_finetune_driver_resumes_to_the_uninterrupted_weights(tiny_sett
     a = load_file(latest_checkpoint(straight.run_dir) / MODEL_DIR / "model.safetensors")
     b = load_file(latest_checkpoint(killed) / MODEL_DIR / "model.safetensors")
     assert a.keys() == b.keys()
-    for key in a:  # the tolerance of the 20 + 20 = 40 test below
+    for key in a:  # the tolerance of the 10 + 10 = 20 test below
         torch.testing.assert_close(b[key], a[key], atol=1e-5, rtol=0, msg=key)
 
 
-def test_two_runs_of_20_steps_match_one_run_of_40(tiny_settings):
-    common = ["pretrain.max_steps=40", "pretrain.checkpoint_every=20", "pretrain.deepspeed.zero_stage=2"]
+def test_two_runs_of_10_steps_match_one_run_of_20(tiny_settings):
+    common = ["pretrain.max_steps=20", "pretrain.checkpoint_every=10", "pretrain.deepspeed.zero_stage=2"]
     straight = pretrain(tiny_settings(*common), name="straight")
-    first = pretrain(tiny_settings(*common, "pretrain.stop_after_steps=20"), name="halves")
-    assert latest_checkpoint(first.run_dir).name == "checkpoint_0000020"
+    first = pretrain(tiny_settings(*common, "pretrain.stop_after_steps=10"), name="halves")
+    assert latest_checkpoint(first.run_dir).name == "checkpoint_0000010"
     second = pretrain(tiny_settings(*common), resume=first.run_dir)
     assert second.run_dir == first.run_dir
-    assert latest_checkpoint(second.run_dir).name == "checkpoint_0000040"
+    assert latest_checkpoint(second.run_dir).name == "checkpoint_0000020"
     events = read_metrics(second.run_dir)
-    assert {"event": "resumed", "step": 20}.items() <= next(e for e in events if e.get("event")).items()
+    assert {"event": "resumed", "step": 10}.items() <= next(e for e in events if e.get("event")).items()
 
     a = load_file(straight.model_dir / "model.safetensors")
     b = load_file(second.model_dir / "model.safetensors")
     assert a.keys() == b.keys()
-    # Stated tolerance: 1e-5 absolute on every weight after 40 AdamW steps (gloo all-reduce is ordered).
+    # Stated tolerance: 1e-5 absolute on every weight after 20 AdamW steps (gloo all-reduce is ordered).
     for key in a:
         torch.testing.assert_close(b[key], a[key], atol=1e-5, rtol=0, msg=key)
-    loss_a = [m["loss"] for m in read_metrics(straight.run_dir) if m.get("step") == 40 and "loss" in m]
-    loss_b = [m["loss"] for m in events if m.get("step") == 40 and "loss" in m]
+    loss_a = [m["loss"] for m in read_metrics(straight.run_dir) if m.get("step") == 20 and "loss" in m]
+    loss_b = [m["loss"] for m in events if m.get("step") == 20 and "loss" in m]
     assert loss_a and loss_b and abs(loss_a[0] - loss_b[0]) < 1e-4
 
 

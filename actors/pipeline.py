@@ -68,6 +68,7 @@ from actors.text import TextPreprocessor, base_tokenizer_path, build_tokenizer, 
 from actors.versions import (
     BASE,
     BUILT,
+    TOKENIZER_VERSION_FILE,
     manifest_tokenizer_version,
     tabular_version,
     tokenizer_record,
@@ -182,7 +183,7 @@ def _tokenizer_for(settings, names, specs, out_root: Path, table, tables, report
             # later prepare of a text data set replaces it (these shards hold no token ids, so nothing goes stale)
             base = configure(Tokenizer.from_file(str(base_tokenizer_path(settings.text))), settings.text.max_length)
             _save_tokenizer(base, out_root / TOKENIZER)
-            existing = write_tokenizer_record(out_root, BASE, info={"source": str(base_tokenizer_path(settings.text))})
+            existing = _record_tokenizer(out_root, BASE, info={"source": str(base_tokenizer_path(settings.text))})
         return None, None, None, existing
     base_tokenizer = configure(Tokenizer.from_file(str(base_tokenizer_path(settings.text))), settings.text.max_length)
     if existing is not None and existing["kind"] != BASE and not rebuild:
@@ -205,7 +206,7 @@ def _tokenizer_for(settings, names, specs, out_root: Path, table, tables, report
                 report(n, "done")
         _save_tokenizer(tokenizer, out_root / TOKENIZER)
         n_texts = len(train_texts)
-        record = write_tokenizer_record(out_root, BUILT, corpora, info=text_info | {"train_texts": n_texts})
+        record = _record_tokenizer(out_root, BUILT, corpora, info=text_info | {"train_texts": n_texts})
         if existing is not None and existing["version"] != record["version"]:
             stale = _stale(out_root, names, record["version"])
             if stale:
@@ -298,6 +299,22 @@ def _replace_folder(staging: Path, final: Path) -> None:
         final.rename(aside)  # the window between these two renames is the only one without `final`
     staging.rename(final)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def _record_tokenizer(out_root: Path, kind: str, corpora: Sequence[str] = (), info: dict | None = None) -> dict:
+    """`write_tokenizer_record`, with a full disk reported like every other write of `prepare` (the record is
+    written through a temporary file, so the previous one stays)."""
+    try:
+        return write_tokenizer_record(out_root, kind, corpora, info=info)
+    except Exception as exc:
+        (out_root / (TOKENIZER_VERSION_FILE + ".partial")).unlink(missing_ok=True)
+        if _is_disk_full(exc):
+            raise PrepareDiskFullError(
+                errno.ENOSPC, f"no space left on device writing {out_root / TOKENIZER_VERSION_FILE}; free space or "
+                              f"point data.output_dir elsewhere, then prepare again (no data set was replaced; "
+                              f"training checks tokenizer.json against each prepared data set's manifest, so "
+                              f"none trains on token ids of another vocabulary)") from exc
+        raise
 
 
 def _save_tokenizer(tokenizer: Tokenizer, path: Path) -> None:

@@ -174,3 +174,18 @@ def test_prepared_folder_is_swapped_in_atomically(tmp_path):
     (staging / "new").write_text("new")
     pipeline._replace_folder(staging, final)
     assert (final / "new").read_text() == "new" and not (final / "old").exists() and not staging.exists()
+
+
+def test_tokenizer_record_onto_a_full_tmpfs_is_a_prepare_disk_full_error(small_fs):
+    """The tokenizer's version record is the last file a tokenizer build writes: a full disk there is the same
+    clear error as elsewhere (it was a bare OSError), and no `.partial` file is left behind."""
+    from actors.versions import TOKENIZER_VERSION_FILE
+
+    (small_fs / pipeline.TOKENIZER).write_text('{"model": {"vocab": {"[UNK]": 0}}}')
+    fill(small_fs, leave=0)
+    with pytest.raises(pipeline.PrepareDiskFullError) as caught:
+        pipeline._record_tokenizer(small_fs, pipeline.BUILT, ["financial_phrasebank"], info={"train_texts": 1})
+    message = str(caught.value)
+    assert str(small_fs / TOKENIZER_VERSION_FILE) in message and "free space" in message
+    assert not (small_fs / (TOKENIZER_VERSION_FILE + ".partial")).exists()
+    record("disk_full_tokenizer_record", message=message[:200])

@@ -2,8 +2,9 @@
 
 A declaration lives under `data.declared.<name>` in ray_config.yaml (or in a YAML file that key names). It
 says which files to read, what each column is, how rows are split and how the label is coded;
-`actors/sources/declared.py` turns it into the same `SourceTable` the built-in loaders return. This module is
-the schema only (no pandas): every field documents itself, unknown keys are refused.
+`actors/sources/declared.py` turns it into a `SourceTable`. The seven built-in data sets are declarations of
+this schema too (actors/sources/builtin.yaml); those whose raw format needs Python name their `parser`. This
+module is the schema only (no pandas): every field documents itself, unknown keys are refused.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import PurePosixPath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 """A declared name is a folder name under data.output_dir: lower-case letters, digits, underscores."""
@@ -36,6 +37,9 @@ class FileSettings(_Strict):
     """File format. Empty: from each file's suffix (.csv, .tsv/.tab, .parquet/.pq, .jsonl/.ndjson)."""
     na_values: list[str] = Field(default_factory=lambda: [""])
     """CSV/TSV cells read as missing. The default is only the empty cell, so "NA" or "None" stay text."""
+    columns: list[str] | None = None
+    """CSV/TSV files without a header row: their column names, in file order (the first line is then a row,
+    line 1). Empty: the first line is the header."""
 
     @field_validator("delimiter")
     @classmethod
@@ -71,12 +75,19 @@ class LabelColumn(_Strict):
     """Raw value -> class name, e.g. `{"Fully Paid": good, "Charged Off": bad}`; several values may share a
     class. A row whose value is not listed is rejected with the value's column named. Empty: every distinct
     value seen is its own class (names = the values, sorted)."""
+    classes_file: str | None = None
+    """A JSON file (relative to the data set folder) holding an array of the class names in label-id order,
+    e.g. Banking77's `categories.json`; each raw value is its class's name. Instead of `classes`."""
     positive: str | None = None
     """Binary tasks: the class that is 1 (the risk: default, fraud). Needs exactly two classes; the other
     class is 0. Empty: multi-class, class ids in the order the classes first appear in `classes` (or sorted)."""
 
     @model_validator(mode="after")
     def _positive_is_a_class(self) -> LabelColumn:
+        if self.classes_file is not None:
+            if self.classes:
+                raise ValueError("give label.classes or label.classes_file, not both")
+            _check_relative(self.classes_file, "label.classes_file")
         names = list(dict.fromkeys(self.classes.values()))
         if self.positive is not None and names:
             if self.positive not in names:
@@ -87,7 +98,7 @@ class LabelColumn(_Strict):
         return self
 
     def class_names(self) -> list[str] | None:
-        """Class names in id order, or None when they come from the data (no `classes` given)."""
+        """Class names in id order, or None when they come from the data or from `classes_file`."""
         if not self.classes:
             return None
         names = list(dict.fromkeys(self.classes.values()))
@@ -106,6 +117,34 @@ class ColumnSplit(_Strict):
     test; any other value rejects the row."""
 
 
+class HashHoldout(_Strict):
+    """Validation rows carved from the train rows by an md5 bucket, so that they need no random state."""
+
+    column: str | None = None
+    """The column hashed (its text). Empty: the row id."""
+    buckets: list[int] = Field(default_factory=lambda: [0])
+    """The buckets of `int(md5(value), 16) % of` that become validation."""
+    of: int = Field(10, ge=2, le=1000)
+    """Number of buckets."""
+
+    @model_validator(mode="after")
+    def _buckets_fit(self) -> HashHoldout:
+        bad = [b for b in self.buckets if not 0 <= b < self.of]
+        if bad:
+            raise ValueError(f"validation buckets {bad} are outside 0..{self.of - 1}")
+        return self
+
+
+class FileSplit(_Strict):
+    kind: Literal["file"]
+    """Each file is one split, e.g. a published `train.csv` and `test.csv`."""
+    files: dict[str, Literal["train", "validation", "test"]]
+    """File (as listed under `files`, or a path a glob matched) -> its split. Every file read needs one."""
+    validation: HashHoldout | None = None
+    """Validation rows held out of the train files' rows by a hash (as EVAL.md's Banking77 and FinFE). Empty:
+    only a file mapped to validation gives validation rows."""
+
+
 class TimeSplit(_Strict):
     kind: Literal["time"]
     """Cut on a date column: the past trains, the future tests."""
@@ -121,12 +160,19 @@ class TimeSplit(_Strict):
     """With no validation_from: how many of 10 md5 buckets of the id go to validation (1 = about 10%)."""
     format: str | None = None
     """strftime format of the dates, e.g. `%d/%m/%Y`. Empty: pandas infers it."""
+    train_from: date | None = None
+    """Rows dated before this day are rejected (outside the window). Empty: no lower bound."""
+    test_until: date | None = None
+    """Rows dated on or after this day are rejected (outside the window). Empty: no upper bound."""
 
     @model_validator(mode="after")
     def _ordered(self) -> TimeSplit:
-        if self.validation_from is not None and self.validation_from >= self.test_from:
-            raise ValueError(f"split.validation_from {self.validation_from} must be before split.test_from "
-                             f"{self.test_from}")
+        days = [("train_from", self.train_from), ("validation_from", self.validation_from),
+                ("test_from", self.test_from), ("test_until", self.test_until)]
+        days = [(k, d) for k, d in days if d is not None]
+        for (k1, d1), (k2, d2) in zip(days, days[1:], strict=False):
+            if d1 >= d2:
+                raise ValueError(f"split.{k1} {d1} must be before split.{k2} {d2}")
         return self
 
 
@@ -179,14 +225,26 @@ class KFoldSplit(_Strict):
     """random_state of the shuffle."""
 
 
-SplitRule = Annotated[ColumnSplit | TimeSplit | HashSplit | RandomSplit | KFoldSplit, Field(discriminator="kind")]
+SplitRule = Annotated[ColumnSplit | FileSplit | TimeSplit | HashSplit | RandomSplit | KFoldSplit,
+                      Field(discriminator="kind")]
+
+PARSERS = ("german_credit", "lending_club", "financial_phrasebank", "fincuge_finfe", "fincuge_finnl", "stocknet")
+"""The Python readers of raw formats the generic loader cannot read, one per built-in data set that needs one
+(actors/sources/builtin.yaml names them; actors/sources/builtin.py resolves the name)."""
+BUILTIN = "builtin"
+"""Validation context key: True while actors/sources/builtin.yaml is read (only built-ins may name a parser)."""
 
 
 class DatasetDeclaration(_Strict):
-    """One data set of the user's own: its files, the role of each column, its split and its label."""
+    """One data set: its files, the role of each column, its split and its label. Users declare theirs under
+    `data.declared`; the seven built-ins are declared the same way in actors/sources/builtin.yaml."""
 
     title: str = ""
     """A human-readable title for manifests and reports. Empty: the name."""
+    source_url: str = ""
+    """Where the files come from (a URL, a paper); named when a file is missing or unreadable."""
+    license: str = ""
+    """The files' licence, for reports."""
     folder: str | None = None
     """The data set's folder under the data root. Empty: the data set's name."""
     files: list[str] = Field(min_length=1)
@@ -194,19 +252,35 @@ class DatasetDeclaration(_Strict):
     each needs every declared column."""
     read: FileSettings = Field(default_factory=FileSettings)
     """How the files are parsed (format, encoding, delimiter)."""
+    parser: Literal[PARSERS] | None = None  # type: ignore[valid-type]
+    """Built-ins only: the Python reader of a raw format the generic loader cannot read (actors/sources/<parser>
+    .py). It reads `files` and follows the roles, label coding and split rule declared here. Empty: the generic
+    loader (every data set of your own)."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Built-ins only: the parser's own settings (thresholds, side files), documented in its module."""
     text: list[str] = Field(default_factory=list)
     """Text columns. One column is the text as it is; several are joined as `name: value | name: value`,
     empty values left out."""
+    strip_text: bool = True
+    """Strip leading and trailing whitespace from a single text column (set false to keep the file's text
+    exactly, as Banking77's hash split needs). Several columns are always stripped."""
     numeric: list[str] = Field(default_factory=list)
     """Numeric columns (missing is allowed; a value that is not a number rejects the row)."""
     categorical: list[str] = Field(default_factory=list)
     """Categorical columns, compared as text (missing is allowed)."""
     image: ImageColumn | None = None
     """The image column, if any."""
+    keep: list[str] = Field(default_factory=list)
+    """Columns carried into the rows as text but not fed to a model (a date for reports, the label's raw
+    value), after the input columns."""
     id: str | None = None
-    """The column with a unique row id. Empty: `<file>:<line or record>` is generated."""
-    label: LabelColumn
-    """The label column and its coding."""
+    """The column with a unique row id. Empty: an id is generated by `id_format`."""
+    id_format: str = "{file}:{row}"
+    """The generated id when `id` is empty: a Python format string over `file` (the path under the folder),
+    `stem` (that file's name without its suffix) and `row` (its line or record number), e.g. `{stem}-{row}`
+    or `row{row:04d}`."""
+    label: LabelColumn | None = None
+    """The label column and its coding. Empty: unlabelled rows (label -1), e.g. text for pretraining only."""
     split: SplitRule
     """How rows are split into train/validation/test (or folds)."""
     task: str | None = None
@@ -231,19 +305,46 @@ class DatasetDeclaration(_Strict):
             _check_relative(pattern, "files")
         return value
 
+    @field_validator("id_format")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        try:
+            value.format(file="a.csv", stem="a", row=1)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"id_format {value!r} may use {{file}}, {{stem}} and {{row}} only ({e})") from None
+        if "{row" not in value:
+            raise ValueError(f"id_format {value!r} needs {{row}}, or the ids of one file are not unique")
+        return value
+
+    @model_validator(mode="after")
+    def _parser_only_for_builtins(self, info: ValidationInfo) -> DatasetDeclaration:
+        builtin = bool(info.context and info.context.get(BUILTIN))
+        if (self.parser is not None or self.options) and not builtin:
+            raise ValueError("parser and options name the Python reader of a built-in data set's raw format "
+                             "(actors/sources/builtin.yaml); a data set of your own is read by the generic loader: "
+                             "remove them")
+        return self
+
     @model_validator(mode="after")
     def _one_role_per_column(self) -> DatasetDeclaration:
         roles: dict[str, list[str]] = {}
-        for role, columns in self.feature_columns().items():
+        label = self.label.column if self.label is not None else None
+        keep = [c for c in self.keep if c != label]  # the label's raw value may be kept (Banking77's category)
+        for role, columns in {**self.feature_columns(), "keep": keep}.items():
             for column in columns:
                 roles.setdefault(column, []).append(role)
-        roles.setdefault(self.label.column, []).append("label")
+        if self.label is not None:
+            roles.setdefault(self.label.column, []).append("label")
         twice = {c: r for c, r in roles.items() if len(r) > 1}
         if twice:
             raise ValueError("a column can have one role only: " + "; ".join(
                 f"{c!r} is {' and '.join(r)}" for c, r in twice.items()))
         if not (self.text or self.numeric or self.categorical or self.image):
             raise ValueError("declare at least one input column (text, numeric, categorical or image)")
+        if self.label is None and self.task is not None:
+            raise ValueError(f"task {self.task!r} needs a label; declare label.column")
+        if self.label is None and self.split.kind == "kfold":
+            raise ValueError("a stratified k-fold split needs a label; declare label.column or another split")
         return self
 
     def feature_columns(self) -> dict[str, list[str]]:
@@ -264,15 +365,20 @@ class DatasetDeclaration(_Strict):
 
     def columns_read(self) -> list[str]:
         """Every column the files must have, in declaration order, without repeats."""
-        split_column = getattr(self.split, "column", None)
+        split_columns = [getattr(self.split, "column", None),
+                         getattr(getattr(self.split, "validation", None), "column", None)]
         cols = [*self.text, *self.numeric, *self.categorical, *([self.image.column] if self.image else []),
-                *([self.id] if self.id else []), self.label.column, *([split_column] if split_column else [])]
+                *self.keep, *([self.id] if self.id else []), *([self.label.column] if self.label else []),
+                *[c for c in split_columns if c]]
         return list(dict.fromkeys(cols))
 
 
-def join_text(columns: list[str], values: list[str | None]) -> str:
+def join_text(columns: list[str], values: list[str | None], strip: bool = True) -> str:
     """A row's text from its text columns: one column as it is; several as `name: value | name: value`, empty
-    values left out (training's rule; the served endpoint applies the same one to a request's fields)."""
+    values left out (training's rule; the served endpoint applies the same one to a request's fields).
+    `strip=False` keeps a single column's whitespace (`DatasetDeclaration.strip_text`)."""
+    if len(columns) == 1 and not strip:
+        return values[0] or ""
     parts = [(v or "").strip() for v in values]
     if len(columns) == 1:
         return parts[0]

@@ -61,6 +61,21 @@ class DeclarationError(DataError):
         super().__init__(f"{what} (where: {where}; how to fix: {fix})")
 
 
+class DeclaredFileError(DeclarationError, DataFileError):
+    """One file of a declared data set cannot be read as declared (bad encoding or format, a declared column
+    missing): both a `DeclarationError` (what, where, how to fix) and a `DataFileError` (data set, file, public
+    source), so a built-in read by the generic loader fails as its own loader did."""
+
+    def __init__(self, dataset: str, path: Path, what: str, where: str, fix: str, source_url: str):
+        self.dataset, self.path, self.problem, self.source_url = dataset, Path(path), what, source_url
+        self.what, self.where, self.fix = what, where, fix
+        message = f"{what} (where: {where}; how to fix: {fix})"
+        if "http" in source_url:  # a built-in: say where the files come from, as DataFileError does
+            message += (f". The public source of this data set is {source_url}; see the README.md in the data "
+                        f"set folder for how the files were obtained and their checksums.")
+        Exception.__init__(self, message)
+
+
 @dataclass
 class SourceTable:
     """What a loader returns. See the module docstring and docs/data.md."""

@@ -1,7 +1,9 @@
-"""Raw data-set loaders: one module per data set, each exposing a `SourceSpec` named `SPEC`.
+"""Raw data-set loaders: every data set is a declaration (`actors.declaration.DatasetDeclaration`).
 
-`SOURCES` holds the built-ins; `source_specs(settings)` adds the data sets declared in config (`data.declared`,
-read by the generic loader in `declared.py`). `load_source(name, settings)` resolves the data root, checks that
+`SOURCES` holds the built-ins, declared in `builtin.yaml` (`builtin.py`): Banking77 read by the generic loader
+(`declared.py`), the others by the parser their declaration names (`german_credit.py`, `lending_club.py`,
+`phrasebank.py`, `finfe.py`, `finnl.py`, `stocknet.py`). `source_specs(settings)` adds the data sets declared in
+config (`data.declared`, read by the generic loader). `load_source(name, settings)` resolves the data root, checks that
 every declared file exists (raising `DataFileError` naming the data set, the file and its public source
 otherwise), runs the loader and checks that every record read is accounted for (`SourceTable.check_reconciled`).
 """
@@ -11,36 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from actors.settings import DATASET_NAMES, DataSection
-from actors.sources import (
-    banking77,
-    finfe,
-    finnl,
-    german_credit,
-    lending_club,
-    phrasebank,
-    stocknet,
-)
 from actors.sources.base import (
     DataError,
     DataFileError,
     DataRootError,
     DeclarationError,
+    DeclaredFileError,
     SourceSpec,
     SourceTable,
 )
+from actors.sources.builtin import builtin_specs
 
-SOURCES: dict[str, SourceSpec] = {
-    spec.name: spec
-    for spec in (
-        german_credit.SPEC,
-        lending_club.SPEC,
-        phrasebank.SPEC,
-        finfe.SPEC,
-        finnl.SPEC,
-        banking77.SPEC,
-        stocknet.SPEC,
-    )
-}
+SOURCES: dict[str, SourceSpec] = builtin_specs()
 assert tuple(SOURCES) == DATASET_NAMES, "SOURCES must follow actors.settings.DATASET_NAMES"
 
 __all__ = [
@@ -49,6 +33,7 @@ __all__ = [
     "DataFileError",
     "DataRootError",
     "DeclarationError",
+    "DeclaredFileError",
     "SourceSpec",
     "SourceTable",
     "load_source",

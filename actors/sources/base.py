@@ -219,23 +219,26 @@ def core_fields() -> list[pa.Field]:
     ]
 
 
-def require_columns(spec: SourceSpec, path: Path, got: Sequence[str], expected: Sequence[str]) -> None:
+def require_columns(file_error: Callable[[Path, str], DataFileError], path: Path, got: Sequence[str],
+                    expected: Sequence[str]) -> None:
+    """`file_error(path, problem)` (a `DataFileError`, e.g. `SourceSpec.file_error`) unless the columns are these."""
     if list(got) != list(expected):
-        raise spec.file_error(path, f"expected columns {list(expected)}, found {list(got)}")
+        raise file_error(path, f"expected columns {list(expected)}, found {list(got)}")
 
 
-def read_json_list(spec: SourceSpec, path: Path) -> list:
-    """A UTF-8 file holding one JSON array; decoding/parsing problems → `DataFileError` with the position."""
+def read_json_list(file_error: Callable[[Path, str], DataFileError], path: Path) -> list:
+    """A UTF-8 file holding one JSON array; decoding/parsing problems → `file_error(path, problem)` (a
+    `DataFileError`, e.g. `SourceSpec.file_error`) with the position."""
     import json
 
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise spec.file_error(path, f"not valid UTF-8 at byte {e.start}") from e
+        raise file_error(path, f"not valid UTF-8 at byte {e.start}") from e
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise spec.file_error(path, f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
+        raise file_error(path, f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
     if not isinstance(data, list):
-        raise spec.file_error(path, f"expected a JSON array, found {type(data).__name__}")
+        raise file_error(path, f"expected a JSON array, found {type(data).__name__}")
     return data

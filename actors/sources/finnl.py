@@ -1,10 +1,15 @@
 """BBT-FinCUGE FinNL: Chinese financial news flashes, used as unlabelled pretraining text (label -1).
 
-The multi-label topic strings are noisy; the tokens that are class names are kept in `topics` for information.
+Declared in builtin.yaml (`parser: fincuge_finnl`): the files and the file split come from there; it declares
+no label (unlabelled), and `options.topics` lists the topic classes of the source README. What needs Python is
+the format, one JSON array of `[text, topics]` pairs per file (not a table), and the cleaning of the noisy
+multi-label topic strings: the tokens that are class names are kept in `topics`, for information. The ids
+(`<split>-<n>`) and row layout are the historic ones, kept so that prepared shards do not change.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +17,6 @@ import pyarrow as pa
 
 from actors.settings import DataSection
 from actors.sources.base import (
-    SourceSpec,
     SourceTable,
     concat_rejected,
     conform,
@@ -21,14 +25,14 @@ from actors.sources.base import (
     rejected_frame,
     slice_per_split,
 )
+from actors.sources.builtin import Parser, builtin_declaration, file_error
+from actors.sources.rules import file_splits
 
 NAME = "fincuge_finnl"
-TRAIN_FILE = "train_list.json"
-EVAL_FILE = "eval_list.json"
-CLASSES = (
-    "公司", "行业", "大盘", "中国", "外国", "国际", "经济", "政策", "政治",
-    "期货", "债券", "房地产", "外汇", "虚拟货币", "新冠", "能源", "其它",
-)  # fmt: skip
+DECL = builtin_declaration(NAME)
+SPLITS = file_splits(DECL.split, DECL.files)
+"""File -> split: train_list → train, eval_list → test (held out: never used for pretraining)."""
+CLASSES = tuple(DECL.options["topics"])
 """The topic classes of the source README; other label tokens (typos, stray words) are dropped from `topics`."""
 
 SCHEMA = pa.schema(
@@ -42,7 +46,7 @@ def clean_topics(labels: str) -> str:
 
 
 def read_records(path: Path, file: str, split: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    data = read_json_list(SPEC, path)
+    data = read_json_list(partial(file_error, NAME), path)
     good, bad = [], []
     for i, rec in enumerate(data, start=1):
         if not (isinstance(rec, list) and len(rec) == 2 and isinstance(rec[1], str)):
@@ -62,28 +66,17 @@ def read_records(path: Path, file: str, split: str) -> tuple[pd.DataFrame, pd.Da
 
 def load(root: Path, settings: DataSection) -> SourceTable:
     folder = root / NAME
-    # train_list → train; eval_list → test (held out: never used for pretraining).
-    train, rej_train, n_train = read_records(folder / TRAIN_FILE, TRAIN_FILE, "train")
-    test, rej_test, n_test = read_records(folder / EVAL_FILE, EVAL_FILE, "test")
-    rows = conform(pd.concat([train, test], ignore_index=True), SCHEMA)
+    parts = [read_records(folder / file, file, split) for file, split in SPLITS.items()]
+    rows = conform(pd.concat([p[0] for p in parts], ignore_index=True), SCHEMA)
     rows, n_sliced = slice_per_split(rows, settings.max_rows_per_split)
     return SourceTable(
         NAME,
         rows,
-        concat_rejected([rej_train, rej_test]),
-        [folder / TRAIN_FILE, folder / EVAL_FILE],
-        n_read=n_train + n_test,
+        concat_rejected([p[1] for p in parts]),
+        [folder / f for f in SPLITS],
+        n_read=sum(p[2] for p in parts),
         n_sliced_out=n_sliced,
     )
 
 
-SPEC = SourceSpec(
-    name=NAME,
-    title="BBT-FinCUGE / CFLEB FinNL: financial news classification (Chinese), used as pretraining text",
-    files=(TRAIN_FILE, EVAL_FILE),
-    source_url="https://github.com/ssymmetry/BBT-FinCUGE-Applications (FinCUGE_Publish/finnl, arXiv:2302.09432)",
-    license="none stated (treat as research-only)",
-    modalities=("text",),
-    schema=SCHEMA,
-    load=load,
-)
+PARSER = Parser(load=load, schema=SCHEMA)

@@ -1,53 +1,35 @@
-"""Statlog (German Credit Data): 1,000 applicants, 13 categorical + 7 numeric attributes, tabular only."""
+"""Statlog (German Credit Data): 1,000 applicants, 13 categorical + 7 numeric attributes, tabular only.
+
+Declared in builtin.yaml (`parser: german_credit`): the attribute names (`read.columns`, after german.doc),
+their roles, the label coding and the 5-fold split come from there. What needs Python is the format: headerless
+lines of exactly 21 single-space-separated fields, each line checked on its own (a CSV reader would pad a short
+line with missing values, or refuse the whole file for a long one), and the historic row layout (`source_row`
+after the label, no `source` column), kept so that prepared shards do not change.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from actors.settings import DataSection
-from actors.sources.base import (
-    SourceSpec,
-    SourceTable,
-    conform,
-    core_fields,
-    empty_rejected,
-    rejected_frame,
-    slice_per_split,
-)
+from actors.sources.base import SourceTable, conform, core_fields, empty_rejected, rejected_frame, slice_per_split
+from actors.sources.builtin import Parser, builtin_declaration, file_error
+from actors.sources.rules import generated_id, kfold, label_index
 
 NAME = "german_credit"
-FILE = "german.data"
-
-# (attribute name, categorical?) in file order; names follow german.doc.
-ATTRIBUTES: tuple[tuple[str, bool], ...] = (
-    ("checking_status", True),
-    ("duration_months", False),
-    ("credit_history", True),
-    ("purpose", True),
-    ("credit_amount", False),
-    ("savings", True),
-    ("employment_since", True),
-    ("installment_rate", False),
-    ("personal_status_sex", True),
-    ("other_debtors", True),
-    ("residence_since", False),
-    ("property", True),
-    ("age_years", False),
-    ("other_installment_plans", True),
-    ("housing", True),
-    ("existing_credits", False),
-    ("job", True),
-    ("people_liable", False),
-    ("telephone", True),
-    ("foreign_worker", True),
-)
+DECL = builtin_declaration(NAME)
+FILE = DECL.files[0]
+LABEL = DECL.label.column
+ATTRIBUTES: tuple[tuple[str, bool], ...] = tuple(
+    (n, n in DECL.categorical) for n in DECL.read.columns if n != LABEL)
+"""(attribute name, categorical?) in file order."""
+assert {n for n, _ in ATTRIBUTES} == set(DECL.numeric) | set(DECL.categorical), "every attribute needs a role"
 CAT_COLS = [f"cat__{n}" for n, c in ATTRIBUTES if c]
 NUM_COLS = [f"num__{n}" for n, c in ATTRIBUTES if not c]
-N_FOLDS = 5
+LABELS = label_index(DECL.label)
 
 SCHEMA = pa.schema(
     core_fields()
@@ -58,22 +40,21 @@ SCHEMA = pa.schema(
 
 
 def load(root: Path, settings: DataSection) -> SourceTable:
-    from sklearn.model_selection import StratifiedKFold
-
     path = root / NAME / FILE
-    field_names = [n for n, _ in ATTRIBUTES] + ["class"]
+    field_names = list(DECL.read.columns)
+    label_at = field_names.index(LABEL)
     try:
-        lines = path.read_text(encoding="ascii").splitlines()
+        lines = path.read_text(encoding=DECL.read.encoding).splitlines()
     except UnicodeDecodeError as e:
-        raise SPEC.file_error(path, f"not ASCII text ({e})") from e
+        raise file_error(NAME, path, f"not {DECL.read.encoding.upper()} text ({e})") from e
     records, bad, bad_rows, reasons = [], [], [], []
     for i, line in enumerate(lines, start=1):
-        parts = line.split(" ")
+        parts = line.split(DECL.read.delimiter)
         problem = None
         if len(parts) != len(field_names):
             problem = f"expected {len(field_names)} space-separated fields, found {len(parts)}"
-        elif parts[-1] not in ("1", "2"):
-            problem = f"class is {parts[-1]!r}, not 1 or 2"
+        elif parts[label_at] not in LABELS:
+            problem = f"{LABEL} is {parts[label_at]!r}, not {' or '.join(LABELS)}"
         else:
             try:
                 [float(parts[j]) for j, (_, cat) in enumerate(ATTRIBUTES) if not cat]
@@ -86,10 +67,11 @@ def load(root: Path, settings: DataSection) -> SourceTable:
         else:
             records.append([i] + parts)
     if not lines:
-        raise SPEC.file_error(path, "file is empty")
+        raise file_error(NAME, path, "file is empty")
     df = pd.DataFrame(records, columns=["source_row"] + field_names)
-    rows = pd.DataFrame({"id": [f"row{r:04d}" for r in df["source_row"]], "source_row": df["source_row"]})
-    rows["label"] = (df["class"] == "2").astype("int64")
+    rows = pd.DataFrame({"id": [generated_id(DECL.id_format, FILE, r) for r in df["source_row"]],
+                         "source_row": df["source_row"]})
+    rows["label"] = df[LABEL].map(LABELS).astype("int64")
     for name, cat in ATTRIBUTES:
         if cat:
             rows[f"cat__{name}"] = df[name].astype("str")
@@ -97,12 +79,7 @@ def load(root: Path, settings: DataSection) -> SourceTable:
             rows[f"num__{name}"] = df[name].astype("float64")
     # EVAL.md: StratifiedKFold(5, shuffle=True, random_state=0) over the rows in file order; a row's split is the
     # fold in which it is a test row.
-    fold = np.full(len(rows), -1)
-    if len(rows) >= N_FOLDS:
-        skf = StratifiedKFold(n_splits=N_FOLDS, shuffle=True, random_state=0)
-        for k, (_, test_idx) in enumerate(skf.split(np.zeros(len(rows)), rows["label"].to_numpy())):
-            fold[test_idx] = k
-    rows["split"] = [f"fold{k}" for k in fold]
+    rows["split"] = kfold(rows["label"].to_numpy(), DECL.split)
     rows = conform(rows, SCHEMA)
     rows, n_sliced = slice_per_split(rows, settings.max_rows_per_split)
     if bad:
@@ -112,13 +89,4 @@ def load(root: Path, settings: DataSection) -> SourceTable:
     return SourceTable(NAME, rows, rejected, [path], n_read=len(lines), n_sliced_out=n_sliced)
 
 
-SPEC = SourceSpec(
-    name=NAME,
-    title="Statlog (German Credit Data), UCI",
-    files=(FILE,),
-    source_url="https://doi.org/10.24432/C5NC77 (UCI Machine Learning Repository, statlog/german)",
-    license="CC BY 4.0 (as listed by UCI)",
-    modalities=("tabular",),
-    schema=SCHEMA,
-    load=load,
-)
+PARSER = Parser(load=load, schema=SCHEMA)

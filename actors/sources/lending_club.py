@@ -1,7 +1,14 @@
 """Lending Club loans issued 2007-2011: application-time tabular features + borrower free text.
 
-Only the application-time columns that EVAL.md lists may reach a model (`ALLOWED_COLUMNS`); every payment,
-recovery and `last_*` column is leakage and is never copied into `rows`.
+Declared in builtin.yaml (`parser: lending_club`): the file, the numeric, categorical and text columns, the
+label coding and the time split come from there. The CSV itself is plain; what needs Python is what EVAL.md
+asks of its columns: `desc` cleaned of the `Borrower added on MM/DD/YY >` prefixes and `<br>` tags (their dates
+give the loan's year away), the text built as `title: .. | employer: .. | description: ..`, and the derived
+`num__credit_history_months`; plus the historic ids (`line<N>`) and validation hash (of the line number) and
+row layout, kept so that prepared shards do not change.
+
+Only the application-time columns that EVAL.md lists may reach a model (`ALLOWED_COLUMNS`, checked against the
+declaration); every payment, recovery and `last_*` column is leakage and is never copied into `rows`.
 """
 
 from __future__ import annotations
@@ -15,19 +22,15 @@ import pandas as pd
 import pyarrow as pa
 
 from actors.settings import DataSection
-from actors.sources.base import (
-    SourceSpec,
-    SourceTable,
-    conform,
-    core_fields,
-    md5_bucket,
-    rejected_frame,
-    slice_per_split,
-)
+from actors.sources.base import SourceTable, conform, core_fields, md5_bucket, rejected_frame, slice_per_split
+from actors.sources.builtin import Parser, builtin_declaration, file_error
+from actors.sources.rules import generated_id, label_index
 
 NAME = "lending_club"
-FILE = "lending_club_2007_2011.csv"
-TEST_FROM = pd.Timestamp("2011-01-01")
+DECL = builtin_declaration(NAME)
+FILE = DECL.files[0]
+SPLIT = DECL.split
+TEST_FROM = pd.Timestamp(SPLIT.test_from)
 
 ALLOWED_COLUMNS = (
     "loan_amnt", "term", "int_rate", "installment", "grade", "sub_grade", "emp_title", "emp_length",
@@ -37,23 +40,18 @@ ALLOWED_COLUMNS = (
 )  # fmt: skip
 """EVAL.md's application-time columns: the only ones features may come from."""
 
-NUMERIC = (
-    "loan_amnt", "term", "int_rate", "installment", "annual_inc", "dti", "delinq_2yrs", "inq_last_6mths",
-    "mths_since_last_delinq", "mths_since_last_record", "open_acc", "pub_rec", "revol_bal", "revol_util",
-    "total_acc", "pub_rec_bankruptcies",
-)  # fmt: skip
-CATEGORICAL = (
-    "grade", "sub_grade", "emp_length", "home_ownership", "verification_status", "purpose", "zip_code", "addr_state",
-)  # fmt: skip
+NUMERIC = tuple(DECL.numeric)
+CATEGORICAL = tuple(DECL.categorical)
+TEXT = ("title", "emp_title", "desc")
+"""The text columns `build_text` joins, in its order."""
+HISTORY_FROM = DECL.options["history_from"]
 DERIVED_NUMERIC = ("credit_history_months",)
 """Months from `earliest_cr_line` to `issue_d` (the issue date is used only for this difference and the split)."""
-
-LABELS = {
-    "Fully Paid": 0,
-    "Charged Off": 1,
-    "Does not meet the credit policy. Status:Fully Paid": 0,
-    "Does not meet the credit policy. Status:Charged Off": 1,
-}
+LEAKS = sorted(set(NUMERIC + CATEGORICAL + tuple(DECL.text) + (HISTORY_FROM,)) - set(ALLOWED_COLUMNS))
+assert not LEAKS, f"builtin.yaml lending_club names columns outside EVAL.md's application-time list: {LEAKS}"
+assert tuple(DECL.text) == TEXT, f"builtin.yaml lending_club: text must be {list(TEXT)} (build_text's parts)"
+LABEL = DECL.label.column
+LABELS = label_index(DECL.label)
 
 _BORROWER_ADDED = re.compile(r"(?:Borrower|\b\d{3,})\s+added on \d{1,2}/\d{1,2}/\d{2,4}\s*(?:>|-)?", re.IGNORECASE)
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -95,29 +93,29 @@ def load(root: Path, settings: DataSection) -> SourceTable:
     try:
         df = pd.read_csv(path, low_memory=False, keep_default_na=False, na_values=[""], dtype=str)
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise SPEC.file_error(path, f"cannot parse as UTF-8 CSV: {e}") from e
-    needed = set(ALLOWED_COLUMNS) | {"issue_d", "loan_status"}
+        raise file_error(NAME, path, f"cannot parse as UTF-8 CSV: {e}") from e
+    needed = set(ALLOWED_COLUMNS) | {SPLIT.column, LABEL}
     missing = sorted(needed - set(df.columns))
     if missing:
-        raise SPEC.file_error(path, f"header lacks column(s) {missing}")
+        raise file_error(NAME, path, f"header lacks column(s) {missing}")
     source_row = np.arange(len(df), dtype="int64") + 2  # physical line number: the header is line 1
 
-    issue = pd.to_datetime(df["issue_d"], format="%Y-%m-%d", errors="coerce")
-    status = df["loan_status"]
+    issue = pd.to_datetime(df[SPLIT.column], format=SPLIT.format, errors="coerce")
+    status = df[LABEL]
     reason = pd.Series("", index=df.index, dtype="str")
-    reason[~status.isin(list(LABELS))] = "loan_status is neither Fully Paid nor Charged Off"
-    reason[status.isna()] = "missing loan_status"
-    reason[issue.isna() & (reason == "")] = "unparseable issue_d"
+    reason[~status.isin(list(LABELS))] = f"{LABEL} is neither Fully Paid nor Charged Off"
+    reason[status.isna()] = f"missing {LABEL}"
+    reason[issue.isna() & (reason == "")] = f"unparseable {SPLIT.column}"
     bad = (reason != "").to_numpy()
 
     ok = df[~bad]
     rows = pd.DataFrame({"source_row": source_row[~bad]})
-    rows["id"] = [f"line{r}" for r in rows["source_row"]]
-    rows["label"] = ok["loan_status"].map(LABELS).to_numpy().astype("int64")
+    rows["id"] = [generated_id(DECL.id_format, FILE, r) for r in rows["source_row"]]
+    rows["label"] = ok[LABEL].map(LABELS).to_numpy().astype("int64")
     ok_issue = issue[~bad]
     for c in NUMERIC:
         rows[f"num__{c}"] = pd.to_numeric(ok[c], errors="coerce").to_numpy(dtype="float64")
-    first_credit = pd.to_datetime(ok["earliest_cr_line"], format="%Y-%m-%d", errors="coerce")
+    first_credit = pd.to_datetime(ok[HISTORY_FROM], format=SPLIT.format, errors="coerce")
     months = (ok_issue.dt.year - first_credit.dt.year) * 12 + (ok_issue.dt.month - first_credit.dt.month)
     rows["num__credit_history_months"] = months.to_numpy(dtype="float64")
     for c in CATEGORICAL:
@@ -128,9 +126,9 @@ def load(root: Path, settings: DataSection) -> SourceTable:
     rows["text"] = [build_text(d, t, e) for d, t, e in zip(rows["desc"], rows["title"], rows["emp_title"], strict=True)]
     rows["issue_d"] = ok_issue.dt.strftime("%Y-%m-%d").to_numpy()
     # EVAL.md: train before 2011-01-01, test from then on. Validation (for model selection): the train rows whose
-    # md5(str(source_row)) bucket is 0, held out of train.
+    # md5(str(source_row)) bucket is below validation_buckets (1: bucket 0), held out of train.
     is_test = (ok_issue >= TEST_FROM).to_numpy()
-    is_val = np.array([md5_bucket(str(r)) == 0 for r in rows["source_row"]]) & ~is_test
+    is_val = np.array([md5_bucket(str(r)) < SPLIT.validation_buckets for r in rows["source_row"]]) & ~is_test
     rows["split"] = np.where(is_test, "test", np.where(is_val, "validation", "train"))
     rows = conform(rows, SCHEMA)
     rows, n_sliced = slice_per_split(rows, settings.max_rows_per_split)
@@ -138,13 +136,4 @@ def load(root: Path, settings: DataSection) -> SourceTable:
     return SourceTable(NAME, rows, rejected, [path], n_read=len(df), n_sliced_out=n_sliced)
 
 
-SPEC = SourceSpec(
-    name=NAME,
-    title="Lending Club accepted loans issued 2007-2011 (LoanStats3a, with borrower desc text)",
-    files=(FILE,),
-    source_url="https://github.com/kuhnrl30/LendingClubData (data published by LendingClub Corporation)",
-    license="package MIT; loan data: Lending Club public download, no open-data licence",
-    modalities=("tabular", "text"),
-    schema=SCHEMA,
-    load=load,
-)
+PARSER = Parser(load=load, schema=SCHEMA)

@@ -1,4 +1,11 @@
-"""Financial PhraseBank v1.0, 50%-agreement subset: English financial news sentences, 3-class sentiment."""
+"""Financial PhraseBank v1.0, 50%-agreement subset: English financial news sentences, 3-class sentiment.
+
+Declared in builtin.yaml (`parser: financial_phrasebank`): the file, the label classes and the hash split come
+from there, and `options.all_agree_file` names the list behind `all_agree`. What needs Python is the format:
+headerless `sentence@label` lines split on the last `@` (the sentences contain `@`), latin-1 bytes that must
+not have been re-encoded (that would change the hash split), and EVAL.md's de-duplication (duplicates keep the
+first; a sentence with two labels is dropped).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +15,15 @@ import pandas as pd
 import pyarrow as pa
 
 from actors.settings import DataSection
-from actors.sources.base import (
-    SourceSpec,
-    SourceTable,
-    conform,
-    core_fields,
-    md5_bucket,
-    rejected_frame,
-    slice_per_split,
-)
+from actors.sources.base import SourceTable, conform, core_fields, rejected_frame, slice_per_split
+from actors.sources.builtin import Parser, builtin_declaration, file_error
+from actors.sources.rules import generated_id, hash_split, label_index
 
 NAME = "financial_phrasebank"
-FILE = "Sentences_50Agree.txt"
-ALL_AGREE_FILE = "Sentences_AllAgree.txt"
-LABELS = {"negative": 0, "neutral": 1, "positive": 2}
+DECL = builtin_declaration(NAME)
+FILE = DECL.files[0]
+ALL_AGREE_FILE = DECL.options["all_agree_file"]
+LABELS = label_index(DECL.label)
 
 SCHEMA = pa.schema(
     core_fields()
@@ -30,32 +32,31 @@ SCHEMA = pa.schema(
 
 
 def split_of(sentence: str) -> str:
-    """EVAL.md: md5 bucket 0-1 → test, 2 → validation, else train."""
-    b = md5_bucket(sentence)
-    return "test" if b in (0, 1) else "validation" if b == 2 else "train"
+    """The declared hash split (EVAL.md: md5 bucket 0-1 → test, 2 → validation, else train)."""
+    return hash_split([sentence], DECL.split)[0]
 
 
 def read_lines(path: Path) -> list[str]:
-    """The file's lines, decoded as latin-1 (CRLF or LF endings).
+    """The file's lines, decoded as latin-1 (CRLF or LF endings; builtin.yaml's read.encoding).
 
     Latin-1 decodes any byte, so a file that was re-encoded to UTF-8 would load silently as mojibake and change
     the hash split: such a file (non-ASCII bytes that are valid UTF-8) is refused."""
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise SPEC.file_error(path, f"cannot read: {e}") from e
+        raise file_error(NAME, path, f"cannot read: {e}") from e
     if not raw.strip():
-        raise SPEC.file_error(path, "file is empty; expected lines of `sentence@label`")
+        raise file_error(NAME, path, "file is empty; expected lines of `sentence@label`")
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise SPEC.file_error(path, "file is UTF-16-encoded, expected the original latin-1 bytes")
+        raise file_error(NAME, path, "file is UTF-16-encoded, expected the original latin-1 bytes")
     if not raw.isascii():
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             pass
         else:
-            raise SPEC.file_error(path, "file is UTF-8-encoded, expected the original latin-1 bytes")
-    return raw.decode("latin-1").splitlines()
+            raise file_error(NAME, path, "file is UTF-8-encoded, expected the original latin-1 bytes")
+    return raw.decode(DECL.read.encoding).splitlines()
 
 
 def parse(lines: list[str]) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, str]]]:
@@ -89,7 +90,7 @@ def load(root: Path, settings: DataSection) -> SourceTable:
         for r in df[mask].itertuples():
             bad.append((r.source_row, lines[r.source_row - 1], reason))
     rows = df[~(conflicting | duplicate)].copy()
-    rows["id"] = [f"line{r}" for r in rows["source_row"]]
+    rows["id"] = [generated_id(DECL.id_format, FILE, r) for r in rows["source_row"]]
     rows["split"] = [split_of(s) for s in rows["text"]]
     rows["all_agree"] = rows["text"].isin(all_agree)
     rows = conform(rows, SCHEMA)
@@ -104,13 +105,4 @@ def load(root: Path, settings: DataSection) -> SourceTable:
     )
 
 
-SPEC = SourceSpec(
-    name=NAME,
-    title="Financial PhraseBank v1.0 (Malo et al. 2014), Sentences_50Agree",
-    files=(FILE, ALL_AGREE_FILE),
-    source_url="https://huggingface.co/datasets/takala/financial_phrasebank (arXiv:1307.5336)",
-    license="CC BY-NC-SA 3.0 (non-commercial; authors: academic use, contact them for other use)",
-    modalities=("text",),
-    schema=SCHEMA,
-    load=load,
-)
+PARSER = Parser(load=load, schema=SCHEMA, side_files=(ALL_AGREE_FILE,))

@@ -12,11 +12,17 @@ of EVAL.md. Everything a sample holds comes from before t:
 The label (movement percent of day t, `price/preprocessed` column 2) is 1 if > 0.0055, 0 if <= -0.005; samples
 in between, and samples with fewer than `window_days + 1` trading days of price history before t, are rejected
 with the reason. No tweet is required: with these rules the test split has EVAL.md's 3,720 samples.
+
+Declared in builtin.yaml (`parser: stocknet`): the index files, the split days, the label classes and the
+movement thresholds (`options`) come from there. What needs Python is everything else: a sample is not a row
+of any file but a (ticker, day) joined across three per-ticker files, with a price window, a tweet window and a
+rendered chart.
 """
 
 from __future__ import annotations
 
 import io
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +34,6 @@ import pyarrow.json as pj
 from actors.chart import render_candlestick
 from actors.settings import DataSection
 from actors.sources.base import (
-    SourceSpec,
     SourceTable,
     conform,
     core_fields,
@@ -37,21 +42,23 @@ from actors.sources.base import (
     require_columns,
     slice_per_split,
 )
+from actors.sources.builtin import Parser, builtin_declaration, file_error
+from actors.sources.rules import label_index, time_ranges
 
 NAME = "stocknet"
-STOCK_TABLE = "StockTable.tsv"
-"""The data set's list of its stocks (tab-separated `Sector, Symbol, Company`; symbols written `$<TICKER>`)."""
-TWEET_MANIFEST = "tweet/preprocessed/MANIFEST.tsv"
-"""One row per original tweet day-file (`ticker, date, ...`): a ticker without rows has no tweet file."""
+DECL = builtin_declaration(NAME)
+STOCK_TABLE, TWEET_MANIFEST = DECL.files
+"""`StockTable.tsv`: the data set's list of its stocks (tab-separated `Sector, Symbol, Company`; symbols written
+`$<TICKER>`). `tweet/preprocessed/MANIFEST.tsv`: one row per original tweet day-file (`ticker, date, ...`): a
+ticker without rows has no tweet file."""
 MANIFEST_COLUMNS = ["ticker", "date", "n_lines", "bytes", "sha256_original_file"]
 
-SPLITS = (
-    ("train", "2014-01-01", "2015-08-01"),
-    ("validation", "2015-08-01", "2015-10-01"),
-    ("test", "2015-10-01", "2016-01-01"),
-)
-RISE_ABOVE = 0.0055
-FALL_AT_OR_BELOW = -0.005
+SPLITS = tuple((split, lo.isoformat(), hi.isoformat()) for split, lo, hi in time_ranges(DECL.split))
+"""(split, first target day, day after the last), as ISO dates: train, validation, test."""
+RISE_ABOVE = DECL.options["rise_above"]
+FALL_AT_OR_BELOW = DECL.options["fall_at_or_below"]
+LABELS = label_index(DECL.label)
+"""rise -> 1, fall -> 0."""
 TWEET_SEP = " [SEP] "
 RAW_COLUMNS = ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]
 OHLCV = ["Open", "High", "Low", "Close", "Volume"]
@@ -92,8 +99,8 @@ def read_index_table(path: Path, columns: list[str]) -> pd.DataFrame:
     try:
         table = pd.read_csv(path, sep="\t", dtype=str)
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise SPEC.file_error(path, f"cannot parse as tab-separated text: {e}") from e
-    require_columns(SPEC, path, table.columns, columns)
+        raise file_error(NAME, path, f"cannot parse as tab-separated text: {e}") from e
+    require_columns(partial(file_error, NAME), path, table.columns, columns)
     return table
 
 
@@ -103,7 +110,7 @@ def stock_tickers(folder: Path) -> list[str]:
     symbols = read_index_table(path, ["Sector", "Symbol", "Company"])["Symbol"].str.strip().str.lstrip("$")
     empty = (symbols.isna() | (symbols == "")).to_numpy()
     if empty.any():
-        raise SPEC.file_error(path, f"empty Symbol at line {int(np.argmax(empty)) + 2}")
+        raise file_error(NAME, path, f"empty Symbol at line {int(np.argmax(empty)) + 2}")
     return symbols.tolist()
 
 
@@ -124,10 +131,10 @@ def check_field_counts(path: Path, sep: str, n_fields: int) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise SPEC.file_error(path, f"not valid UTF-8 at byte {e.start}") from e
+        raise file_error(NAME, path, f"not valid UTF-8 at byte {e.start}") from e
     for i, line in enumerate(text.splitlines(), start=1):
         if line.count(sep) != n_fields - 1:
-            raise SPEC.file_error(path, f"line {i} has {line.count(sep) + 1} fields, expected {n_fields}")
+            raise file_error(NAME, path, f"line {i} has {line.count(sep) + 1} fields, expected {n_fields}")
     return text
 
 
@@ -136,16 +143,16 @@ def read_raw(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=["null", ""], dtype={"Date": str})
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise SPEC.file_error(path, f"cannot parse as CSV: {e}") from e
-    require_columns(SPEC, path, df.columns, RAW_COLUMNS)
+        raise file_error(NAME, path, f"cannot parse as CSV: {e}") from e
+    require_columns(partial(file_error, NAME), path, df.columns, RAW_COLUMNS)
     bad = pd.to_datetime(df["Date"], format="%Y-%m-%d", errors="coerce").isna()
     if bad.any():
-        raise SPEC.file_error(path, f"unparseable Date at line {int(np.argmax(bad.to_numpy())) + 2}")
+        raise file_error(NAME, path, f"unparseable Date at line {int(np.argmax(bad.to_numpy())) + 2}")
     if not df["Date"].is_monotonic_increasing or not df["Date"].is_unique:
-        raise SPEC.file_error(path, "dates are not strictly ascending")
+        raise file_error(NAME, path, "dates are not strictly ascending")
     for c in OHLCV:
         if not pd.api.types.is_numeric_dtype(df[c]):
-            raise SPEC.file_error(path, f"column {c} has non-numeric values")
+            raise file_error(NAME, path, f"column {c} has non-numeric values")
     return df
 
 
@@ -156,9 +163,9 @@ def read_preprocessed(path: Path) -> pd.DataFrame:
             io.StringIO(text), sep="\t", header=None, dtype={0: str}, keep_default_na=False, na_values=[""]
         )
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise SPEC.file_error(path, f"cannot parse as tab-separated text: {e}") from e
+        raise file_error(NAME, path, f"cannot parse as tab-separated text: {e}") from e
     if df.shape[1] != len(PRE_COLUMNS):
-        raise SPEC.file_error(path, f"expected {len(PRE_COLUMNS)} tab-separated columns, found {df.shape[1]}")
+        raise file_error(NAME, path, f"expected {len(PRE_COLUMNS)} tab-separated columns, found {df.shape[1]}")
     df.columns = PRE_COLUMNS
     df["line"] = np.arange(len(df), dtype="int64") + 1
     df["movement_pct"] = pd.to_numeric(df["movement_pct"], errors="coerce")
@@ -173,9 +180,9 @@ def read_tweet_days(path: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarr
     try:
         table = pj.read_json(path, parse_options=pj.ParseOptions(explicit_schema=schema))
     except (pa.ArrowInvalid, OSError) as e:
-        raise SPEC.file_error(path, f"not valid JSON Lines with a 'date' and a token-list 'text': {e}") from e
+        raise file_error(NAME, path, f"not valid JSON Lines with a 'date' and a token-list 'text': {e}") from e
     if table["date"].null_count or table["text"].null_count:
-        raise SPEC.file_error(path, "a tweet lacks its 'date' or 'text'")
+        raise file_error(NAME, path, "a tweet lacks its 'date' or 'text'")
     df = pd.DataFrame({"date": table["date"].to_numpy(zero_copy_only=False),
                        "text": pc.binary_join(table["text"], " ").to_numpy(zero_copy_only=False)})  # fmt: skip
     days = df.groupby("date", sort=True)["text"].agg([TWEET_SEP.join, "size"])
@@ -226,7 +233,7 @@ def ticker_samples(root: Path, ticker: str, window: int, has_tweets: bool = True
         {
             "id": [f"{ticker}:{d}" for d in acc["date"]],
             "split": acc["split"].to_numpy(),
-            "label": (mv[ok] > RISE_ABOVE).astype("int64"),
+            "label": np.where(mv[ok] > RISE_ABOVE, LABELS["rise"], LABELS["fall"]).astype("int64"),
             "text": [TWEET_SEP.join(day_text[a:b]) for a, b in zip(first, last, strict=True)],
             "series": series,
             "ticker": ticker,
@@ -271,18 +278,8 @@ def load(root: Path, settings: DataSection) -> SourceTable:
     rows = conform(rows, SCHEMA)
     rej = [r for r in rejected if len(r)]
     rejected_all = pd.concat(rej, ignore_index=True) if rej else empty_rejected(["ticker", "date", "movement_pct"])
-    files = [root / NAME / f for f in SPEC.required_files(root)]
+    files = [root / NAME / f for f in (STOCK_TABLE, TWEET_MANIFEST) + ticker_files(root / NAME)]
     return SourceTable(NAME, rows, rejected_all, files, n_read=n_read, n_sliced_out=n_sliced)
 
 
-SPEC = SourceSpec(
-    name=NAME,
-    title="StockNet (Xu & Cohen 2018): stock movement from tweets and prices, 88 stocks, 2014-2015",
-    files=(STOCK_TABLE, TWEET_MANIFEST),
-    list_files=ticker_files,
-    source_url="https://github.com/yumoxu/stocknet-dataset (ACL 2018, https://aclanthology.org/P18-1183)",
-    license="MIT (tweets: Twitter/X terms may also apply)",
-    modalities=("text", "image", "series"),
-    schema=SCHEMA,
-    load=load,
-)
+PARSER = Parser(load=load, schema=SCHEMA, list_files=ticker_files, modalities=("text", "image", "series"))

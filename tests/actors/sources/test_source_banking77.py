@@ -39,7 +39,7 @@ def test_broken_copy(data_root, tmp_path, copy_tools):
     replace_file(root, "banking77", "test.csv", f"text,category\r\nhi,{intent}\r\nhello,not_a_category\r\n".encode())
     t = load_source("banking77", DataSection(), root=root)
     t.check_reconciled()
-    assert t.reject_counts() == {"category not in categories.json": 1}
+    assert t.reject_counts() == {"label value not in categories.json (column 'category')": 1}  # the generic loader's
     assert t.rejected["source"].tolist() == ["test.csv:3"]
     replace_file(root, "banking77", "test.csv", f"text,category\r\nhi,{intent}\r\na,b,c\r\n".encode())
     with pytest.raises(DataFileError, match="line 3"):

@@ -97,12 +97,15 @@ def test_broken_copy(data_root, tmp_path, copy_tools):
 
 
 def test_stock_list_comes_from_the_data_sets_own_tables(table, data_root, tmp_path, copy_tools):
-    from actors.sources.stocknet import SPEC, STOCK_TABLE, stock_tickers, tweeted_tickers
+    from actors.sources import SOURCES
+    from actors.sources.stocknet import STOCK_TABLE, stock_tickers, tweeted_tickers
+
+    spec = SOURCES["stocknet"]
 
     folder = data_root / "stocknet"
     tickers, tweeted = stock_tickers(folder), tweeted_tickers(folder)
     assert len(tickers) == 88 and tweeted == set(tickers) - {"GMRE"}  # GMRE has no tweet folder in the source
-    assert len(SPEC.required_files(data_root)) == 2 + 88 + 88 + 87
+    assert len(spec.required_files(data_root)) == 2 + 88 + 88 + 87
     assert set(table.rows["ticker"]) <= set(tickers)
 
     linked_copy, replace_file = copy_tools

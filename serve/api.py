@@ -254,6 +254,21 @@ def missing_heads(endpoint: str, heads: set[str] | None) -> list[tuple[str, str]
     return [(head, task) for head, task in needed if head not in heads]
 
 
+def _validation_message(error: dict) -> str:
+    """One pydantic error as the 422 detail's `msg`. A body that does not say which of an endpoint's data sets
+    it is for (a bundle serving two credit data sets, say) gets what to write instead of pydantic's words about
+    a discriminator."""
+    ctx = error.get("ctx") if isinstance(error.get("ctx"), dict) else {}
+    kind = error.get("type")
+    if kind == "union_tag_not_found" and ctx.get("discriminator") == "'dataset'":
+        return ("this endpoint serves several data sets: say which one in the `dataset` field "
+                "(GET /v1/models lists them with their fields)")
+    if kind == "union_tag_invalid" and ctx.get("discriminator") == "'dataset'":
+        return (f"{ctx.get('tag')!r} is not a data set this endpoint serves; `dataset` must be one of "
+                f"{ctx.get('expected_tags')}")
+    return str(error.get("msg", "")) + (f": {ctx['error']}" if "error" in ctx else "")
+
+
 def build_api(backend, options: dict, credit_features: list[dict] | dict[str, list[dict]], window_days: int,
               api_keys: list[str], metrics: Metrics | None = None, heads: set[str] | None = None,
               state: GateState | None = None):
@@ -276,9 +291,8 @@ def build_api(backend, options: dict, credit_features: list[dict] | dict[str, li
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError):
-        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))
-                   + (f": {e['ctx']['error']}" if isinstance(e.get("ctx"), dict) and "error" in e["ctx"] else ""),
-                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        detail = [{"loc": list(e.get("loc", ())), "msg": _validation_message(e), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
         return JSONResponse({"error": "invalid request", "detail": detail, "request_id": rid_of(request)}, 422)
 
     @app.exception_handler(BodyNotUTF8)

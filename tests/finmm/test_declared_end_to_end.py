@@ -265,7 +265,10 @@ def test_c_a_bundle_of_two_credit_data_sets_asks_which_and_says_which(ray_cluste
             assert (german.status_code, loans.status_code) == (200, 200), (german.text, loans.text)
             assert german.json()["dataset"] == "own_german" and loans.json()["dataset"] == "own_loans"
             unnamed = client.post("/v1/credit-risk", json={"features": {"months": 24}})
-            assert unnamed.status_code == 422 and "dataset" in unnamed.text
+            assert unnamed.status_code == 422 and "say which one in the `dataset` field" in unnamed.text
+            other = client.post("/v1/credit-risk", json={"dataset": "own_nope", "features": {"months": 24}})
+            assert other.status_code == 422 and "'own_nope' is not a data set this endpoint serves" in other.text
+            assert "own_german" in other.text and "own_loans" in other.text
             crossed = client.post("/v1/credit-risk", json={"dataset": "own_loans", "features": {"months": 24}})
             assert crossed.status_code == 422 and "months" in crossed.text
             body = client.get("/openapi.json").json()["paths"]["/v1/credit-risk"]["post"]["requestBody"]

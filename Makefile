@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  ( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei) || \
 	    (sudo apt-get update -qq && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei) )
+	# the shared server store's tests start a private PostgreSQL server (Debian package postgresql)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  ( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) || \
+	    (sudo apt-get update -qq && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) )
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first: the pinned CPU build from local disk; any other torch requirement pulls gigabytes of CUDA.

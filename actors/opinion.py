@@ -1,6 +1,7 @@
 """The opinion monitor's state: per ticker (or topic) and window size, what the scored items of each window add
-up to, kept in SQLite (stdlib sqlite3, WAL). Pure Python, no Ray: serve/opinion.py wraps it in the actors
-that own a shard of the tickers, and `finmm evaluate --task opinion` reads the store a replay wrote.
+up to, kept in a SQLite file (WAL) or, as a shared server store, in PostgreSQL (actors/sql_store.py: one
+SQLAlchemy Core code path for both). Pure Python, no Ray: serve/opinion.py wraps it in the actors that own a
+shard of the tickers, and `finmm evaluate --task opinion` reads the SQLite files a replay wrote.
 
 A window's row holds integer sums only: items, score in micro-units (score = P(positive) - P(negative),
 rounded to 1e-6), positive and negative items. Sums of integers do not depend on the order they were added
@@ -18,7 +19,8 @@ order when read.
   bounded. An item for a window already folded is counted as `late` and not added.
 - **Exactly once**: an item's id (given, else a hash of ticker, time, text and source) is remembered while its
   window is kept; sending it again is a `duplicate` and changes nothing. A batch is one transaction, committed
-  before it is acknowledged (synchronous=FULL): what was acknowledged survives a killed process.
+  before it is acknowledged (SQLite synchronous=FULL; the server's commit): what was acknowledged survives a
+  killed process.
 """
 
 from __future__ import annotations
@@ -33,29 +35,43 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from actors.sql_store import insert, open_engine, sqlite_engine, write
+
 MICRO = 1_000_000
 """Scores are summed as integers in units of 1e-6."""
 MIN_HISTORY = 3
 """Fewest earlier non-empty windows an alert is judged against."""
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS opinion_window (
-    ticker TEXT NOT NULL, window_s INTEGER NOT NULL, start INTEGER NOT NULL,
-    n INTEGER NOT NULL, score_micro INTEGER NOT NULL, n_pos INTEGER NOT NULL, n_neg INTEGER NOT NULL,
-    PRIMARY KEY (ticker, window_s, start)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS opinion_carry (
-    ticker TEXT NOT NULL, window_s INTEGER NOT NULL, start INTEGER NOT NULL,
-    s REAL NOT NULL, w REAL NOT NULL, n_total INTEGER NOT NULL,
-    PRIMARY KEY (ticker, window_s)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS opinion_seen (
-    item_id TEXT PRIMARY KEY, ticker TEXT NOT NULL, t REAL NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS opinion_seen_by_time ON opinion_seen (ticker, t);
-CREATE TABLE IF NOT EXISTS opinion_alert (
-    ticker TEXT NOT NULL, window_s INTEGER NOT NULL, start INTEGER NOT NULL,
-    mean REAL NOT NULL, z REAL NOT NULL, mu REAL NOT NULL, sd REAL NOT NULL, n INTEGER NOT NULL,
-    raised_at REAL NOT NULL, PRIMARY KEY (ticker, window_s, start)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS opinion_alert_by_time ON opinion_alert (raised_at);
-"""
+TABLES = sa.MetaData()
+"""The store's tables (in a server store, in the shard's schema)."""
+
+
+def _key(*names: str) -> list[sa.Column]:
+    return [sa.Column(n, sa.Text if n == "ticker" else sa.BigInteger, primary_key=True) for n in names]
+
+
+def _cols(kind, *names: str) -> list[sa.Column]:
+    return [sa.Column(n, kind, nullable=False) for n in names]
+
+
+SUMS = ("n", "score_micro", "n_pos", "n_neg")
+"""A window row's sums: items, score in micro-units, positive and negative items."""
+WINDOW = sa.Table("opinion_window", TABLES, *_key("ticker", "window_s", "start"),
+                  *_cols(sa.BigInteger, *SUMS), sqlite_with_rowid=False)
+"""Per ticker, window size and window start: the integer sums of its items."""
+CARRY = sa.Table("opinion_carry", TABLES, *_key("ticker", "window_s"), *_cols(sa.BigInteger, "start"),
+                 *_cols(sa.Double, "s", "w"), *_cols(sa.BigInteger, "n_total"), sqlite_with_rowid=False)
+"""Per ticker and window size: the folded windows' EW sums, aged to the newest folded start."""
+SEEN = sa.Table("opinion_seen", TABLES, sa.Column("item_id", sa.Text, primary_key=True),
+                *_cols(sa.Text, "ticker"), *_cols(sa.Double, "t"), sa.Index("opinion_seen_by_time", "ticker", "t"),
+                sqlite_with_rowid=False)
+"""The ids of the items counted in a kept window (exactly-once ingest)."""
+ALERT = sa.Table("opinion_alert", TABLES, *_key("ticker", "window_s", "start"),
+                 *_cols(sa.Double, "mean", "z", "mu", "sd"), *_cols(sa.BigInteger, "n"), *_cols(sa.Double, "raised_at"),
+                 sa.Index("opinion_alert_by_time", "raised_at"), sqlite_with_rowid=False)
+"""One row per alerting window."""
 
 
 @dataclass(frozen=True)
@@ -88,123 +104,120 @@ def item_id(ticker: str, t: float, text: str, source: str | None) -> str:
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
-    """A connection to the store at `path` (created with its tables): WAL, synchronous=FULL, busy timeout
-    10 s (the conversation store and every monitor shard write the same file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A stdlib sqlite3 connection to the SQLite store at `path`, created with its tables (what `finmm evaluate
+    --task opinion` merges the shard files with): WAL, synchronous=FULL, busy timeout 10 s."""
+    open_engine(Path(path), TABLES).dispose()
     con = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
-    con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
-    con.executescript(SCHEMA)
     return con
 
 
 class OpinionStore:
-    """The state of the tickers one monitor owns, in the SQLite file at `path`."""
+    """The state of the tickers one monitor owns: in the SQLite file at `where`, or in schema `namespace` of the
+    PostgreSQL server at URL `where` (actors/sql_store.py)."""
 
-    def __init__(self, path: str | Path, params: MonitorParams = MonitorParams()):
+    def __init__(self, where: str | Path, params: MonitorParams = MonitorParams(), namespace: str | None = None):
         if params.retain_windows <= params.alert_history:
             raise ValueError("retain_windows must exceed alert_history (alerts read the kept windows)")
-        self.path, self.p = Path(path), params
-        self.con = connect(self.path)
+        self.p = params
+        self.engine = open_engine(where, TABLES, namespace)
         self.lock = threading.RLock()
-        """One connection, one transaction at a time: Serve runs an actor's sync methods in a thread pool."""
+        """One transaction at a time: Serve runs an actor's sync methods in a thread pool, and two batches
+        compacting the same ticker at once would both fold its old windows."""
 
     def close(self) -> None:
-        self.con.close()
+        self.engine.dispose()
 
     # ------------------------------------------------------------------------------------- ingest
     def ingest(self, items: Iterable[ScoredItem], now: float | None = None) -> list[str]:
         """Add a batch in one transaction; each item's status: accepted, duplicate or late."""
-        with self.lock:
-            return self._ingest(items, time.time() if now is None else now)
+        with self.lock, write(self.engine) as con:
+            return self._ingest(con, items, time.time() if now is None else now)
 
-    def _ingest(self, items: Iterable[ScoredItem], now: float) -> list[str]:
-        statuses: list[str] = []
-        touched: set[tuple[str, int, int]] = set()
-        con = self.con
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            for it in items:
-                starts = {w: int(it.t // w) * w for w in self.p.windows_s}
-                if any(self._folded(it.ticker, w, s) for w, s in starts.items()):
-                    statuses.append("late")
-                    continue
-                if con.execute("INSERT OR IGNORE INTO opinion_seen VALUES (?, ?, ?)",
-                               (it.id, it.ticker, it.t)).rowcount == 0:
-                    statuses.append("duplicate")
-                    continue
-                micro = round(it.score * MICRO)
-                pos, neg = int(it.label == "positive"), int(it.label == "negative")
-                for w, s in starts.items():
-                    con.execute(
-                        "INSERT INTO opinion_window VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-                        "n = n + 1, score_micro = score_micro + excluded.score_micro, n_pos = n_pos + excluded.n_pos,"
-                        " n_neg = n_neg + excluded.n_neg", (it.ticker, w, s, micro, pos, neg))
-                    touched.add((it.ticker, w, s))
-                statuses.append("accepted")
-            for ticker, w, s in sorted(touched):
-                self._judge(ticker, w, s, now)
-            for ticker, w in sorted({(t, w) for t, w, _ in touched}):
-                self._compact(ticker, w)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    def _ingest(self, con: sa.Connection, items: Iterable[ScoredItem], now: float) -> list[str]:
+        """The batch in three statements, then each touched window's alert and compaction: the folded starts of
+        its tickers (an item at or before one is late), its ids (INSERT ... ON CONFLICT DO NOTHING RETURNING: an id
+        not returned was seen), and the sums of its accepted items per window added to the window rows."""
+        items = list(items)
+        c = CARRY.c
+        folded = {(t, w): s for t, w, s in con.execute(
+            sa.select(c.ticker, c.window_s, c.start).where(c.ticker.in_({it.ticker for it in items})))}
+        starts = [{w: int(it.t // w) * w for w in self.p.windows_s} for it in items]
+        live = [i for i, it in enumerate(items)
+                if not any(s <= folded.get((it.ticker, w), -math.inf) for w, s in starts[i].items())]
+        new: set[str] = set()
+        if live:
+            rows = [{"item_id": items[i].id, "ticker": items[i].ticker, "t": items[i].t} for i in live]
+            new = set(con.scalars(insert(con, SEEN).on_conflict_do_nothing().returning(SEEN.c.item_id), rows))
+        statuses = ["late"] * len(items)
+        sums: dict[tuple[str, int, int], list[int]] = {}
+        for i in live:
+            it = items[i]
+            if it.id not in new:
+                statuses[i] = "duplicate"
+                continue
+            new.discard(it.id)  # the same id again in this batch is a duplicate
+            statuses[i] = "accepted"
+            add = (1, round(it.score * MICRO), int(it.label == "positive"), int(it.label == "negative"))
+            for w, s in starts[i].items():
+                acc = sums.setdefault((it.ticker, w, s), [0, 0, 0, 0])
+                acc[:] = [x + y for x, y in zip(acc, add, strict=True)]
+        if sums:
+            upsert = insert(con, WINDOW)
+            con.execute(upsert.on_conflict_do_update(index_elements=list(WINDOW.primary_key),
+                                                     set_={k: WINDOW.c[k] + upsert.excluded[k] for k in SUMS}),
+                        [{"ticker": t, "window_s": w, "start": s, **dict(zip(SUMS, acc, strict=True))}
+                         for (t, w, s), acc in sums.items()])
+        for ticker, w, s in sorted(sums):
+            self._judge(con, ticker, w, s, now)
+        for ticker, w in sorted({(t, w) for t, w, _ in sums}):
+            self._compact(con, ticker, w)
         return statuses
 
-    def _folded(self, ticker: str, window_s: int, start: int) -> bool:
-        row = self.con.execute("SELECT start FROM opinion_carry WHERE ticker = ? AND window_s = ?",
-                               (ticker, window_s)).fetchone()
-        return row is not None and start <= row[0]
-
-    def _judge(self, ticker: str, window_s: int, start: int, now: float) -> None:
-        con = self.con
-        n, micro = con.execute("SELECT n, score_micro FROM opinion_window WHERE ticker = ? AND window_s = ? AND "
-                               "start = ?", (ticker, window_s, start)).fetchone()
-        if n < self.p.alert_min_items:
-            return
-        history = [m / c / MICRO for c, m in con.execute(
-            "SELECT n, score_micro FROM opinion_window WHERE ticker = ? AND window_s = ? AND start < ? "
-            "ORDER BY start DESC LIMIT ?", (ticker, window_s, start, self.p.alert_history))]
-        if len(history) < MIN_HISTORY:
+    def _judge(self, con: sa.Connection, ticker: str, window_s: int, start: int, now: float) -> None:
+        w = WINDOW.c
+        (_, n, micro), *before = con.execute(  # this window, then up to alert_history windows before it
+            sa.select(w.start, w.n, w.score_micro).where(w.ticker == ticker, w.window_s == window_s, w.start <= start)
+            .order_by(w.start.desc()).limit(self.p.alert_history + 1)).all()
+        history = [m / c / MICRO for _, c, m in before]
+        if n < self.p.alert_min_items or len(history) < MIN_HISTORY:
             return
         mu, sd = statistics.fmean(history), statistics.stdev(history)
         mean = micro / n / MICRO
         if sd <= 0 or abs(mean - mu) <= self.p.alert_k * sd:
             return
-        con.execute("INSERT INTO opinion_alert VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-                    "mean = excluded.mean, z = excluded.z, mu = excluded.mu, sd = excluded.sd, n = excluded.n",
-                    (ticker, window_s, start, mean, (mean - mu) / sd, mu, sd, n, now))
+        row = insert(con, ALERT).values(ticker=ticker, window_s=window_s, start=start, mean=mean, z=(mean - mu) / sd,
+                                        mu=mu, sd=sd, n=n, raised_at=now)
+        con.execute(row.on_conflict_do_update(index_elements=list(ALERT.primary_key), set_={
+            c: row.excluded[c] for c in ("mean", "z", "mu", "sd", "n")}))
 
-    def _compact(self, ticker: str, window_s: int) -> None:
+    def _compact(self, con: sa.Connection, ticker: str, window_s: int) -> None:
         """Fold the windows beyond the newest `retain_windows` into the carry row, oldest first."""
-        con = self.con
-        old = con.execute("SELECT start, n, score_micro FROM opinion_window WHERE ticker = ? AND window_s = ? "
-                          "ORDER BY start DESC LIMIT -1 OFFSET ?", (ticker, window_s, self.p.retain_windows)).fetchall()
+        w, c = WINDOW.c, CARRY.c
+        old = con.execute(sa.select(w.start, w.n, w.score_micro).where(w.ticker == ticker, w.window_s == window_s)
+                          .order_by(w.start.desc()).offset(self.p.retain_windows)).all()
         if not old:
             return
-        carry = con.execute("SELECT start, s, w, n_total FROM opinion_carry WHERE ticker = ? AND window_s = ?",
-                            (ticker, window_s)).fetchone()
-        c_start, s, w, n_total = carry if carry is not None else (None, 0.0, 0.0, 0)
+        carry = con.execute(sa.select(c.start, c.s, c.w, c.n_total)
+                            .where(c.ticker == ticker, c.window_s == window_s)).one_or_none()
+        c_start, s, wsum, n_total = carry if carry is not None else (None, 0.0, 0.0, 0)
         for start, n, micro in reversed(old):  # oldest first
             age = 1.0 if c_start is None else self.p.ew_decay ** ((start - c_start) / window_s)
-            s, w, n_total, c_start = s * age + micro / MICRO, w * age + n, n_total + n, start
-        con.execute("INSERT OR REPLACE INTO opinion_carry VALUES (?, ?, ?, ?, ?, ?)",
-                    (ticker, window_s, c_start, s, w, n_total))
-        con.execute("DELETE FROM opinion_window WHERE ticker = ? AND window_s = ? AND start <= ?",
-                    (ticker, window_s, c_start))
+            s, wsum, n_total, c_start = s * age + micro / MICRO, wsum * age + n, n_total + n, start
+        row = insert(con, CARRY).values(ticker=ticker, window_s=window_s, start=c_start, s=s, w=wsum, n_total=n_total)
+        con.execute(row.on_conflict_do_update(index_elements=list(CARRY.primary_key), set_={
+            k: row.excluded[k] for k in ("start", "s", "w", "n_total")}))
+        con.execute(sa.delete(WINDOW).where(w.ticker == ticker, w.window_s == window_s, w.start <= c_start))
         # an item before the end of any folded window is late, so its id is never looked up again
-        (late_before,) = con.execute("SELECT MAX(start + window_s) FROM opinion_carry WHERE ticker = ?",
-                                     (ticker,)).fetchone()
-        con.execute("DELETE FROM opinion_seen WHERE ticker = ? AND t < ?", (ticker, late_before))
+        late_before = con.scalar(sa.select(sa.func.max(c.start + c.window_s)).where(c.ticker == ticker))
+        con.execute(sa.delete(SEEN).where(SEEN.c.ticker == ticker, SEEN.c.t < late_before))
 
     # --------------------------------------------------------------------------------------- read
     def series(self, ticker: str, window_s: int, t_from: float | None = None, t_to: float | None = None) -> list[dict]:
         """The index of `ticker` per window of `window_s` seconds whose start lies in [t_from, t_to], oldest
         first: start, n, mean, ew, pos_share, neg_share (non-empty windows only)."""
-        with self.lock:
-            return index_series(self.con, ticker, window_s, self.p.ew_decay, t_from, t_to)
+        with self.lock, self.engine.connect() as con:
+            return index_series(con, ticker, window_s, self.p.ew_decay, t_from, t_to)
 
     def latest(self, ticker: str, t: float) -> list[dict]:
         """Per window size, the index point of the window holding time `t` (after this batch)."""
@@ -217,52 +230,56 @@ class OpinionStore:
         return out
 
     def alerts(self, since: float | None = None, limit: int = 100) -> list[dict]:
-        with self.lock:
-            return alerts(self.con, since, limit)
+        with self.lock, self.engine.connect() as con:
+            return alerts(con, since, limit)
 
     def tickers(self) -> list[str]:
-        with self.lock:
-            return [r[0] for r in self.con.execute("SELECT DISTINCT ticker FROM opinion_window ORDER BY ticker")]
+        with self.lock, self.engine.connect() as con:
+            return list(con.scalars(sa.select(WINDOW.c.ticker).distinct().order_by(WINDOW.c.ticker)))
 
 
-def index_series(con: sqlite3.Connection, ticker: str, window_s: int, decay: float, t_from: float | None = None,
+def index_series(con: sa.Connection, ticker: str, window_s: int, decay: float, t_from: float | None = None,
                  t_to: float | None = None) -> list[dict]:
     """See OpinionStore.series; the EW sums start from the carry row and run over every kept window."""
-    carry = con.execute("SELECT start, s, w FROM opinion_carry WHERE ticker = ? AND window_s = ?",
-                        (ticker, window_s)).fetchone()
-    prev, s, w = carry if carry is not None else (None, 0.0, 0.0)
-    lo, hi = -math.inf if t_from is None else t_from, math.inf if t_to is None else t_to
+    c, w = CARRY.c, WINDOW.c
+    carry = con.execute(sa.select(c.start, c.s, c.w).where(c.ticker == ticker, c.window_s == window_s)).one_or_none()
+    prev, s, wsum = carry if carry is not None else (None, 0.0, 0.0)
+    lo = -math.inf if t_from is None else t_from
+    rows = sa.select(w.start, w.n, w.score_micro, w.n_pos, w.n_neg).where(w.ticker == ticker, w.window_s == window_s)
+    if t_to is not None:
+        rows = rows.where(w.start <= t_to)
     out = []
-    for start, n, micro, n_pos, n_neg in con.execute(
-            "SELECT start, n, score_micro, n_pos, n_neg FROM opinion_window WHERE ticker = ? AND window_s = ? "
-            "AND start <= ? ORDER BY start", (ticker, window_s, hi if hi != math.inf else 2 ** 62)):
+    for start, n, micro, n_pos, n_neg in con.execute(rows.order_by(w.start)):
         age = 1.0 if prev is None else decay ** ((start - prev) / window_s)
-        s, w, prev = s * age + micro / MICRO, w * age + n, start
+        s, wsum, prev = s * age + micro / MICRO, wsum * age + n, start
         if start >= lo:
-            out.append({"start": start, "n": n, "mean": micro / n / MICRO, "ew": s / w,
+            out.append({"start": start, "n": n, "mean": micro / n / MICRO, "ew": s / wsum,
                         "pos_share": n_pos / n, "neg_share": n_neg / n})
     return out
 
 
-def alerts(con: sqlite3.Connection, since: float | None = None, limit: int = 100) -> list[dict]:
+def alerts(con: sa.Connection, since: float | None = None, limit: int = 100) -> list[dict]:
     """Alerts raised at or after `since` (seconds since the epoch), newest first."""
-    rows = con.execute("SELECT ticker, window_s, start, mean, z, mu, sd, n, raised_at FROM opinion_alert "
-                       "WHERE raised_at >= ? ORDER BY raised_at DESC, ticker, window_s, start LIMIT ?",
-                       (since if since is not None else -1.0, limit)).fetchall()
+    a = ALERT.c
     keys = ("ticker", "window_s", "start", "mean", "z", "mu", "sd", "n", "raised_at")
+    rows = con.execute(sa.select(*(a[k] for k in keys)).where(a.raised_at >= (since if since is not None else -1.0))
+                       .order_by(a.raised_at.desc(), a.ticker, a.window_s, a.start).limit(limit))
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
 def daily_frame(path: str | Path, window_s: int = 86400, decay: float = MonitorParams.ew_decay):
-    """Every ticker's index per window from the store at `path`, as a pandas DataFrame (ticker, start, n,
-    mean, ew, pos_share, neg_share): what `finmm evaluate --task opinion` reads after a replay."""
+    """Every ticker's index per window from the SQLite store at `path` (opened read-only), as a pandas DataFrame
+    (ticker, start, n, mean, ew, pos_share, neg_share): what `finmm evaluate --task opinion` reads after a
+    replay. A file that cannot be read raises the driver's sqlite3.Error, which that command reports."""
     import pandas as pd
 
-    con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    engine = sqlite_engine(Path(path), readonly=True)
     try:
-        tickers = [r[0] for r in con.execute("SELECT DISTINCT ticker FROM opinion_window WHERE window_s = ?",
-                                             (window_s,))]
-        rows = [{"ticker": t, **p} for t in sorted(tickers) for p in index_series(con, t, window_s, decay)]
+        with engine.connect() as con:
+            tickers = con.scalars(sa.select(WINDOW.c.ticker).distinct().where(WINDOW.c.window_s == window_s)).all()
+            rows = [{"ticker": t, **p} for t in sorted(tickers) for p in index_series(con, t, window_s, decay)]
+    except sa.exc.DBAPIError as exc:
+        raise exc.orig from None
     finally:
-        con.close()
+        engine.dispose()
     return pd.DataFrame(rows, columns=["ticker", "start", "n", "mean", "ew", "pos_share", "neg_share"])

@@ -1,39 +1,44 @@
 """Customer-service conversation state behind the ConversationStore deployment (serve/deployments.py).
 
-- `SqliteConversations` (the default, `serve.conversations.backend: sqlite`): one row per (key scope,
-  conversation id) in a SQLite file under `serve.state_dir` (WAL, synchronous=FULL). A turn's `put` is
-  committed before the turn is answered, so a killed store replica comes back (Serve starts a new one on the
-  same file) with every conversation it acknowledged.
+- `SqlConversations`: one row per (key scope, conversation id), the entry as JSON, in SQL through
+  actors/sql_store.py (SQLAlchemy Core, one code path for both dialects). `serve.conversations.backend: sqlite`
+  (the default): a SQLite file under `serve.state_dir` (WAL, synchronous=FULL); `postgresql`: a shared server
+  store at `$FINMM_DATABASE_URL`, schema `finmm_conversations`. A turn's `put` is committed before the turn is
+  answered, so a killed store replica comes back (Serve starts a new one on the same file or server) with every
+  conversation it acknowledged.
 - `MemoryConversations` (`backend: memory`): the former in-process LRU; lost with its replica.
 
-Both keep at most `max_items` conversations (least recently updated dropped first) and forget one `ttl_s`
+All keep at most `max_items` conversations (least recently updated dropped first) and forget one `ttl_s`
 after its last turn, by wall-clock time (it has to survive a restart).
 
 **Key scope.** With API keys on, the ingress passes `key_scope(key)`, a SHA-256 of the caller's key (the key
 itself is never stored or sent on), and a conversation is looked up by (scope, id): the same id under
 another key is another conversation. Without keys the scope is "".
 
-**Threads.** Serve runs a replica's sync methods in a thread pool: one sqlite3 connection shared by threads
-fails with "cannot start a transaction within a transaction" under load, so every transaction here holds
-the store's lock (one connection, one transaction at a time; a turn's statements take well under 1 ms).
+**Threads.** Serve runs a replica's sync methods in a thread pool: every transaction here holds the store's
+lock (one transaction at a time; a turn's statements take well under a millisecond of the database's time).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversation (
-    scope TEXT NOT NULL, id TEXT NOT NULL, entry TEXT NOT NULL, updated REAL NOT NULL,
-    PRIMARY KEY (scope, id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS conversation_by_time ON conversation (updated);
-"""
+import sqlalchemy as sa
+
+from actors.sql_store import insert, open_engine, server_url, write
+
+SERVER_NAMESPACE = "finmm_conversations"
+"""The schema of the conversation table in a server store."""
+TABLES = sa.MetaData()
+CONVERSATION = sa.Table(
+    "conversation", TABLES, sa.Column("scope", sa.Text, primary_key=True), sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("entry", sa.JSON, nullable=False), sa.Column("updated", sa.Double, nullable=False),
+    sa.Index("conversation_by_time", "updated"), sqlite_with_rowid=False)
+"""(scope, id) -> the conversation's entry and the wall-clock time of its last turn."""
 
 
 def key_scope(key: str | None) -> str:
@@ -74,58 +79,52 @@ class MemoryConversations:
             return len(self.items)
 
 
-class SqliteConversations:
-    """(scope, id) -> entry (JSON) in the SQLite file at `path`; see the module docstring."""
+class SqlConversations:
+    """(scope, id) -> entry in the SQLite file or at the PostgreSQL URL `where` (schema `namespace`); see the
+    module docstring."""
 
-    def __init__(self, path: str | Path, max_items: int, ttl_s: float):
-        self.path, self.max_items, self.ttl_s = Path(path), max_items, ttl_s
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-        self.con.execute("PRAGMA journal_mode=WAL")
-        self.con.execute("PRAGMA synchronous=FULL")
-        self.con.executescript(SCHEMA)
+    def __init__(self, where: str | Path, max_items: int, ttl_s: float, namespace: str | None = None):
+        self.max_items, self.ttl_s = max_items, ttl_s
+        self.engine = open_engine(where, TABLES, namespace)
         self.lock = threading.Lock()
-        """Held around every transaction: the replica's thread pool shares the one connection."""
+        """Held around every transaction: the replica's thread pool shares the store."""
 
     def close(self) -> None:
-        self.con.close()
+        self.engine.dispose()
 
     def get(self, scope: str, conversation_id: str) -> dict | None:
-        with self.lock:
-            row = self.con.execute("SELECT entry FROM conversation WHERE scope = ? AND id = ? AND updated >= ?",
-                                   (scope, conversation_id, time.time() - self.ttl_s)).fetchone()
-        return None if row is None else json.loads(row[0])
+        c = CONVERSATION.c
+        with self.lock, self.engine.connect() as con:
+            return con.scalar(sa.select(c.entry).where(c.scope == scope, c.id == conversation_id,
+                                                       c.updated >= time.time() - self.ttl_s))
 
     def put(self, scope: str, conversation_id: str, entry: dict) -> None:
-        """Store the conversation's entry; committed (fsynced) when this returns."""
-        now = time.time()
-        with self.lock:
-            con = self.con
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                con.execute("INSERT OR REPLACE INTO conversation VALUES (?, ?, ?, ?)",
-                            (scope, conversation_id, json.dumps(entry), now))
-                con.execute("DELETE FROM conversation WHERE updated < ?", (now - self.ttl_s,))
-                (n,) = con.execute("SELECT COUNT(*) FROM conversation").fetchone()
-                if n > self.max_items:  # drop the least recently updated
-                    con.execute("DELETE FROM conversation WHERE (scope, id) IN (SELECT scope, id FROM conversation "
-                                "ORDER BY updated LIMIT ?)", (n - self.max_items,))
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        """Store the conversation's entry; committed when this returns."""
+        c, now = CONVERSATION.c, time.time()
+        with self.lock, write(self.engine) as con:
+            row = insert(con, CONVERSATION).values(scope=scope, id=conversation_id, entry=entry, updated=now)
+            con.execute(row.on_conflict_do_update(index_elements=[c.scope, c.id],
+                                                  set_={"entry": row.excluded.entry, "updated": row.excluded.updated}))
+            con.execute(sa.delete(CONVERSATION).where(c.updated < now - self.ttl_s))
+            n = con.scalar(sa.select(sa.func.count()).select_from(CONVERSATION))
+            if n > self.max_items:  # drop the least recently updated
+                stalest = sa.select(c.scope, c.id).order_by(c.updated).limit(n - self.max_items)
+                con.execute(sa.delete(CONVERSATION).where(sa.tuple_(c.scope, c.id).in_(stalest)))
 
     def size(self) -> int:
-        with self.lock:
-            return self.con.execute("SELECT COUNT(*) FROM conversation").fetchone()[0]
+        with self.lock, self.engine.connect() as con:
+            return con.scalar(sa.select(sa.func.count()).select_from(CONVERSATION))
 
 
 def open_conversations(backend: str, path: str | Path | None, max_items: int, ttl_s: float):
-    """The store `serve.conversations.backend` names."""
+    """The store `serve.conversations.backend` names: memory, sqlite (the file at `path`) or postgresql (the
+    server at $FINMM_DATABASE_URL)."""
     if backend == "memory":
         return MemoryConversations(max_items, ttl_s)
+    if backend == "postgresql":
+        return SqlConversations(server_url(), max_items, ttl_s, SERVER_NAMESPACE)
     if backend == "sqlite":
         if path is None:
             raise ValueError("the sqlite conversation store needs a path (serve.state_dir)")
-        return SqliteConversations(path, max_items, ttl_s)
-    raise ValueError(f"unknown conversation store backend {backend!r}: sqlite or memory")
+        return SqlConversations(path, max_items, ttl_s)
+    raise ValueError(f"unknown conversation store backend {backend!r}: sqlite, postgresql or memory")

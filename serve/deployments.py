@@ -139,13 +139,15 @@ class Backbone:
 @serve.deployment(name="ConversationStore", num_replicas=1)
 class ConversationStore:
     """Per-conversation context by (key scope, conversation id): at most `max_items` conversations, each
-    forgotten `ttl_s` after its last turn, in SQLite at `path` by default (serve/conversation_store.py), so a
-    killed replica comes back with its state. One replica by design (the state lives in its file)."""
+    forgotten `ttl_s` after its last turn, in SQLite at `path` by default, or in the PostgreSQL server at
+    $FINMM_DATABASE_URL (`backend: postgresql`; serve/conversation_store.py), so a killed replica comes back with
+    its state. One replica by design (the LRU bound is kept by one writer)."""
 
     def __init__(self, max_items: int, ttl_s: float, path: str | None = None, backend: str = "sqlite"):
         from serve.conversation_store import open_conversations
 
-        self.store = open_conversations(backend if path is not None else "memory", path, max_items, ttl_s)
+        self.store = open_conversations("memory" if path is None and backend == "sqlite" else backend, path,
+                                        max_items, ttl_s)
 
     def get(self, conversation_id: str, scope: str = "") -> dict | None:
         return self.store.get(scope, conversation_id)

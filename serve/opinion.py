@@ -1,17 +1,18 @@
 """The opinion monitor in Serve: sharded `OpinionMonitor` deployments that own the state of the tickers hashed
-to them (actors/opinion.py's OpinionStore, one SQLite file each), and `OpinionFront`, the ingress side that
-scores items through the Backbone and routes them to their shard.
+to them (actors/opinion.py's OpinionStore: one SQLite file each, or with `serve.opinion.backend: postgresql` one
+schema each in the server at $FINMM_DATABASE_URL), and `OpinionFront`, the ingress side that scores items
+through the Backbone and routes them to their shard.
 
     POST /v1/opinion/items -> Ingress: OpinionFront.ingest
         each text -> Backbone.infer (sentiment head, @serve.batch with every other request)
         score = P(positive) - P(negative), label = argmax
         items grouped by shard (crc32(ticker) % shards) -> OpinionMonitor<i>.ingest (one transaction each)
 
-Scoring happens in the ingress, before the shard: a monitor replica does SQLite work only, so it restarts in
-well under a second, and a retried shard call costs no second forward. Each shard runs one replica (the
-state lives in its file). A shard call is retried when its replica dies (`retry_idempotent`): an item's id
-makes ingest exactly-once, so a batch committed just before the replica died answers `duplicate` the second
-time and the index is unchanged.
+Scoring happens in the ingress, before the shard: a monitor replica does database work only, so it restarts in
+well under a second, and a retried shard call costs no second forward. Each shard runs one replica (one writer
+per shard: its batches fold windows one transaction at a time). A shard call is retried when its replica dies
+(`retry_idempotent`): an item's id makes ingest exactly-once, so a batch committed just before the replica died
+answers `duplicate` the second time and the index is unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from ray import serve
 
 from actors.opinion import MonitorParams, OpinionStore, ScoredItem, item_id
+from actors.sql_store import server_url
 from serve.deployments import retry_idempotent
 from serve.preprocess import InputError, Query
 from serve.tasks import SENTIMENT_LABELS
@@ -44,6 +46,11 @@ def shard_path(state_dir: str | Path, shard: int, shards: int) -> Path:
     return Path(state_dir) / f"opinion-{shard}-of-{shards}.sqlite"
 
 
+def shard_namespace(shard: int, shards: int) -> str:
+    """The schema a shard's tables live in with `serve.opinion.backend: postgresql` (its file's name, as SQL)."""
+    return f"finmm_opinion_{shard}_of_{shards}"
+
+
 def monitor_params(section) -> MonitorParams:
     """MonitorParams from `serve.opinion` (serve.settings.OpinionSettings)."""
     o = section.opinion
@@ -58,12 +65,15 @@ def iso(t: float) -> str:
 
 @serve.deployment(name="OpinionMonitor", num_replicas=1)
 class OpinionMonitor:
-    """One shard of the opinion state: the OpinionStore at `path`. Sync methods (Serve runs them in a thread
-    pool; the store takes one transaction at a time)."""
+    """One shard of the opinion state: the OpinionStore in the SQLite file at `path`, or (`backend: postgresql`)
+    in schema `namespace` of the server at $FINMM_DATABASE_URL, read here, in the replica. Sync methods (Serve
+    runs them in a thread pool; the store takes one transaction at a time)."""
 
-    def __init__(self, shard: int, path: str, params: dict):
+    def __init__(self, shard: int, path: str, params: dict, backend: str = "sqlite", namespace: str | None = None):
         self.shard = shard
-        self.store = OpinionStore(path, MonitorParams(**{**params, "windows_s": tuple(params["windows_s"])}))
+        monitor = MonitorParams(**{**params, "windows_s": tuple(params["windows_s"])})
+        self.store = (OpinionStore(server_url(), monitor, namespace) if backend == "postgresql" else
+                      OpinionStore(path, monitor))
 
     def ingest(self, items: list[dict]) -> list[dict]:
         """Scored items -> per item {status, index}: accepted / duplicate / late, and its ticker's index at the
@@ -169,8 +179,10 @@ def _alert(a: dict) -> dict:
 
 
 def bind_monitors(section, options: dict) -> list:
-    """The shards as bound deployments, `OpinionMonitor0..` (one replica each), files under serve.state_dir."""
+    """The shards as bound deployments, `OpinionMonitor0..` (one replica each): files under serve.state_dir, or
+    schemas of the server store (serve.opinion.backend)."""
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in monitor_params(section).__dict__.items()}
-    n = section.opinion.shards
-    return [OpinionMonitor.options(name=name, **options).bind(i, str(shard_path(section.state_dir, i, n)), params)
+    n, backend = section.opinion.shards, section.opinion.backend
+    return [OpinionMonitor.options(name=name, **options).bind(i, str(shard_path(section.state_dir, i, n)), params,
+                                                              backend, shard_namespace(i, n))
             for i, name in enumerate(shard_names(n))]

@@ -95,7 +95,13 @@ class OpinionSettings(_Section):
     """Most items in one `POST /v1/opinion/items`."""
     shards: int = Field(2, ge=1, le=64)
     """OpinionMonitor deployments; each owns the tickers that hash to it (crc32 % shards), in its own SQLite
-    file. Changing it moves tickers to other files: replay into a fresh state_dir after a change."""
+    file (or server schema). Changing it moves tickers to other files: replay into a fresh state_dir after a
+    change."""
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    """Where each shard's state lives: sqlite (a file per shard under state_dir; embedded, no server) or
+    postgresql (a shared server store for replicas on several nodes: the server at $FINMM_DATABASE_URL, one
+    schema per shard, `finmm_opinion_<i>_of_<n>`). The URL is read from the replicas' environment, never from
+    this file. docs/opinion.md."""
     num_cpus: float = Field(0.05, gt=0)
     """CPUs per monitor replica (SQLite work only: items are scored in the ingress, through the Backbone)."""
 
@@ -107,9 +113,11 @@ class OpinionSettings(_Section):
 
 
 class ConversationSettings(_Section):
-    backend: Literal["sqlite", "memory"] = "sqlite"
-    """Where customer-service context lives: sqlite (a file under state_dir; survives a killed store replica)
-    or memory (an in-process LRU, lost with its replica). docs/opinion.md describes a shared server store."""
+    backend: Literal["sqlite", "postgresql", "memory"] = "sqlite"
+    """Where customer-service context lives: sqlite (a file under state_dir; survives a killed store replica),
+    postgresql (a shared server store: the server at $FINMM_DATABASE_URL, schema `finmm_conversations`; the URL
+    is read from the replicas' environment, never from this file) or memory (an in-process LRU, lost with its
+    replica). docs/opinion.md."""
 
 
 class ServeSection(_Section):

@@ -289,6 +289,30 @@ def _kill_and_wait(deployment: str, timeout: float = 180) -> float:
     raise AssertionError(f"Serve did not replace the {deployment} replica within {timeout} s")
 
 
+def replay_with_a_kill(url: str, stream: list[dict], deployment: str, after_batches: int, batch: int = 4) -> dict:
+    """Replay `stream` and SIGKILL `deployment`'s replica mid-replay; the replay's summary. The replay holds
+    after `after_batches` acknowledged batches until the kill is on its way, so the kill always lands mid-replay
+    (a fixed delay did not: on a fast run the replay had already ended)."""
+    from finmm.opinion_command import replay
+
+    reached, go = threading.Event(), threading.Event()
+
+    def hold_once(sent: int, _statuses) -> None:
+        if sent == after_batches * batch and not go.is_set():
+            reached.set()
+            go.wait(timeout=120)
+
+    box: dict = {}
+    runner = threading.Thread(
+        target=lambda: box.update(result=replay(url, stream, batch=batch, api_key=KEY_A, on_batch=hold_once)))
+    runner.start()
+    assert reached.wait(timeout=300), f"the replay did not acknowledge {after_batches} batches"
+    go.set()  # the replay sends its next batch while the replica dies
+    _kill_and_wait(deployment)
+    runner.join(timeout=400)
+    return box["result"]
+
+
 def test_conversation_continues_after_its_store_replica_is_killed(served):
     url, _ = served
     first = _turn(url, KEY_A, "My new card still has not arrived", "kill-1")
@@ -315,24 +339,7 @@ def test_monitor_replica_killed_during_replay_ends_with_the_same_index(served, c
     reference = [{**it, "ticker": "Q" + it["ticker"], "id": "Q" + it["id"]} for it in stream]
     replay(url, reference, batch=8, api_key=KEY_A)
 
-    # The replay holds after its 5th acknowledged batch until the kill is on its way, so the kill always lands
-    # mid-replay (a fixed delay did not: on a fast run the replay had already ended).
-    reached, go = threading.Event(), threading.Event()
-
-    def hold_once(sent: int, _statuses) -> None:
-        if sent == 5 * 4 and not go.is_set():
-            reached.set()
-            go.wait(timeout=120)
-
-    box: dict = {}
-    runner = threading.Thread(
-        target=lambda: box.update(result=replay(url, stream, batch=4, api_key=KEY_A, on_batch=hold_once)))
-    runner.start()
-    assert reached.wait(timeout=300), "the replay did not acknowledge 5 batches"
-    go.set()  # the replay sends its next batch while the replica dies
-    _kill_and_wait(f"OpinionMonitor{victim_shard}")
-    runner.join(timeout=400)
-    summary = box["result"]
+    summary = replay_with_a_kill(url, stream, f"OpinionMonitor{victim_shard}", after_batches=5)
     assert summary["items"] == len(stream)
     assert summary["statuses"].get("accepted", 0) + summary["statuses"].get("duplicate", 0) == len(stream)
     for t in tickers:

@@ -6,14 +6,23 @@ is written; a killed ConversationStore or OpinionMonitor replica comes back with
 
 from __future__ import annotations
 
-import threading
 import time
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from postgres_server import postgres_server  # noqa: F401 (the session's server, a fixture)
-from test_opinion_serve import KEY_A, KEY_B, _items, _kill_and_wait, _same_index, _series, _turn, free_port
+from test_opinion_serve import (
+    KEY_A,
+    KEY_B,
+    _items,
+    _kill_and_wait,
+    _same_index,
+    _series,
+    _turn,
+    free_port,
+    replay_with_a_kill,
+)
 
 from actors.sql_store import DATABASE_URL_ENV
 
@@ -82,22 +91,7 @@ def test_monitor_replica_killed_during_replay_ends_with_the_same_index(served):
     reference = [{**it, "ticker": "Q" + it["ticker"], "id": "Q" + it["id"]} for it in stream]
     replay(url, reference, batch=8, api_key=KEY_A)
 
-    reached, go = threading.Event(), threading.Event()
-
-    def hold_once(sent: int, _statuses) -> None:  # hold after 3 acknowledged batches until the kill is on its way
-        if sent == 3 * 4 and not go.is_set():
-            reached.set()
-            go.wait(timeout=120)
-
-    box: dict = {}
-    runner = threading.Thread(
-        target=lambda: box.update(result=replay(url, stream, batch=4, api_key=KEY_A, on_batch=hold_once)))
-    runner.start()
-    assert reached.wait(timeout=300), "the replay did not acknowledge 3 batches"
-    go.set()
-    _kill_and_wait("OpinionMonitor0")
-    runner.join(timeout=400)
-    summary = box["result"]
+    summary = replay_with_a_kill(url, stream, "OpinionMonitor0", after_batches=3)
     assert summary["items"] == len(stream)
     assert summary["statuses"].get("accepted", 0) + summary["statuses"].get("duplicate", 0) == len(stream)
     with httpx.Client(base_url=url, timeout=120, headers={"authorization": f"Bearer {KEY_A}"}) as client:
